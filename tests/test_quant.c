@@ -99,11 +99,11 @@ START_TEST(test_keys_qnorm_lut) {
     float cent[4] = {-1.0f, -0.5f, 0.5f, 1.0f}, lut[4];
     kvq_tensor_codebook t = {.bits = 2, .centroids = cent, .qnorm = 1, .qnorm_scale = 1.25f,
                              .qnorm_offset = 0.1f};
-    kvq_quant_lut(&t, lut);
+    kvq_codebook_lut(&t, lut);
     for (int i = 0; i < 4; i++) ck_assert(lut[i] == fmaf(cent[i], 1.25f, 0.1f));
     ck_assert(lut[0] == -1.15f && lut[3] == 1.35f);
     t.qnorm = 0;
-    kvq_quant_lut(&t, lut);
+    kvq_codebook_lut(&t, lut);
     assert_floats("lut", lut, cent, 4);
 }
 END_TEST
@@ -439,6 +439,54 @@ START_TEST(test_baseline_sims) {
 }
 END_TEST
 
+/* A whole codebook (kvq_kv_sim_init_codebook): keys as test_keys_cap_exact, values per KV head
+ * (head_dim 3) with a Q-Norm LUT (scale 2: levels -2 -1 1 2, mids -1.5 0 1.5), one sink token.
+ * Values (0, 1, 2 | 4, 4, 4): head 0 z 1 r 1, x -1 0 1 -> codes 1 1 2 -> 0 0 2; head 1 constant:
+ * r 0 -> 1, x 0 -> code 1 -> 3. */
+START_TEST(test_codebook_sim) {
+    kvq_codebook cb;
+    memset(&cb, 0, sizeof cb);
+    ck_assert_int_eq(kvq_codebook_alloc(&cb, 1, 6, 2, 2, 0), KVQ_OK);
+    cb.model.n_layers = 1;
+    cb.model.n_kv_heads = 2;
+    cb.model.head_dim = 3;
+    cb.n_sink = 1;
+    kvq_tensor_codebook *k = &cb.layers[0].k, *v = &cb.layers[0].v;
+    memcpy(k->centroids, LUT2, sizeof LUT2);
+    memcpy(k->zero_point, KZ, sizeof KZ);
+    memcpy(k->half_range, KR, sizeof KR);
+    k->outlier_fraction = 0.01f;
+    k->outlier_cap = 2;
+    memcpy(v->centroids, LUT2, sizeof LUT2);
+    v->axis = KVQ_NORM_PER_TOKEN_HEAD;
+    v->qnorm = 1;
+    v->qnorm_scale = 2.0f;
+    kvq_kv_sim s;
+    char why[256] = "";
+    ck_assert_msg(kvq_kv_sim_init_codebook(&s, &cb, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_int_eq(s.k_post_rope, 0);
+    float kk[2][6], vv[2][6] = {{0.3f, 0, 0, 0, 0, 0}, {0, 1, 2, 4, 4, 4}};
+    memcpy(kk[0], KIN, sizeof KIN);
+    memcpy(kk[1], KIN, sizeof KIN);
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 0, &kk[0][0], &vv[0][0], 1, 2, why, sizeof why), KVQ_OK);
+    const float sink[6] = {0.25f, 4.0f, 3.0f, -2.0f, 1.5f, -0.125f};
+    const float kwant[6] = {0.5f, 4.0f, 3.0f, -2.0f, 1.0f, -0.5f};
+    const float vwant[6] = {0, 0, 2, 3, 3, 3};
+    assert_floats("k sink", kk[0], sink, 6);
+    assert_floats("k", kk[1], kwant, 6);
+    ck_assert(vv[0][0] == kvq_round_f16(0.3f));
+    assert_floats("v", vv[1], vwant, 6);
+    /* keys: sink 96 + codes 12 + pointer 32 + static 384 + 3 outliers 96; values: sink 96 +
+     * codes 12 + 2 groups 64 */
+    ck_assert(kvq_bits_total(&s.k_bits) == 620.0);
+    ck_assert(kvq_bits_total(&s.v_bits) == 172.0);
+    kvq_kv_sim_free(&s);
+    k->axis = KVQ_NORM_PER_TOKEN;   /* keys must be per channel */
+    ck_assert_int_eq(kvq_kv_sim_init_codebook(&s, &cb, why, sizeof why), KVQ_ERR_FORMAT);
+    kvq_codebook_free(&cb);
+}
+END_TEST
+
 static Suite *quant_suite(void) {
     Suite *s = suite_create("quant");
     TCase *tc = tcase_create("reference");
@@ -457,6 +505,7 @@ static Suite *quant_suite(void) {
     tcase_add_test(tc, test_channel_blocks);
     tcase_add_test(tc, test_ragged_groups);
     tcase_add_test(tc, test_baseline_sims);
+    tcase_add_test(tc, test_codebook_sim);
     suite_add_tcase(s, tc);
     return s;
 }
