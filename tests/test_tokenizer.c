@@ -175,10 +175,11 @@ START_TEST(test_tiny_roundtrip) {
     ck_assert_int_eq(kvq_tokenizer_vocab_size(tiny), 8192);
     ck_assert_int_eq(kvq_tokenizer_bos(tiny), 0);   /* tokenizer_config.json: <|endoftext|> */
     ck_assert_int_eq(kvq_tokenizer_eos(tiny), 0);
+    free(back);
     int32_t bad = 8192;
     ck_assert(kvq_detokenize(tiny, &bad, 1, &back, &len, NULL, 0) == KVQ_ERR_BOUNDS);
+    ck_assert_ptr_null(back);
     free(ids);
-    free(back);
 }
 END_TEST
 
