@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rng.h"
+
 enum { SLICE = 1 << 18, MAX_K = 256, MAX_THREADS = 256 };
 
 static void set_why(char *why, size_t len, const char *fmt, ...) {
@@ -260,14 +262,6 @@ static void sort_floats(float *c, uint32_t k) {
 }
 
 /* ---- reference solver: weighted k-means++ start + Lloyd --------------------------------------- */
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
-
 /* Sampling mass of point i: w_i for the first centroid, w_i * D_i^2 afterwards. */
 typedef struct seed_ctx {
     const float *x, *w;  /* (n) */
@@ -295,13 +289,13 @@ static void seed_slice(void *vctx, size_t s) {
 }
 
 /* Draw a point with probability mass_i / total. Returns SIZE_MAX when all mass is zero. */
-static size_t seed_draw(seed_ctx *p, int n_threads, uint64_t *rng) {
+static size_t seed_draw(seed_ctx *p, int n_threads, kvq_rng *rng) {
     size_t ns = n_slices(p->n), pick = SIZE_MAX, lastpos = SIZE_MAX;
     kvq_parallel_for(ns, n_threads, seed_slice, p);
     double total = 0, acc = 0;
     for (size_t s = 0; s < ns; s++) total += p->part[s];
     if (!(total > 0)) return SIZE_MAX;
-    double u = rng_uniform(rng) * total;
+    double u = kvq_rng_uniform(rng) * total;
     for (size_t s = 0; s < ns && pick == SIZE_MAX; s++) {
         if (!(p->part[s] > 0)) continue;
         lastpos = s;
@@ -360,7 +354,8 @@ static kvq_status worst_point(const float *x, const float *w, size_t n, const fl
 
 static kvq_status kmeanspp(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o, float *c,
                            char *why, size_t why_len) {
-    uint64_t rng = o->seed;
+    kvq_rng rng;
+    kvq_rng_seed(&rng, o->seed);
     float chosen[MAX_K];
     codec q;
     seed_ctx sp = {x, w, n, &q, chosen, 1, malloc((n_slices(n) + 1) * sizeof(double))};
