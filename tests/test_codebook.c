@@ -415,6 +415,7 @@ START_TEST(test_golden_files) {
         ck_assert_msg(st == g->expect, "%s (%s): got %s (%s), expected %s", g->file, g->what,
                       kvq_status_name(st), why, kvq_status_name(g->expect));
         if (st) ck_assert_msg(why[0] != 0, "%s: no message", g->file);
+        kvq_codebook_free(&cb);
         /* the same through the file reader */
         ck_assert_int_eq(kvq_codebook_read(path, &cb, why, sizeof why), g->expect);
         if (g->expect == KVQ_OK) {
