@@ -1,0 +1,214 @@
+/* test_gguf.c — the GGUF reader (calib/gguf.h): metadata getters and the tensor table on the
+ * shared stories260K.gguf and the llama SPM vocabulary file (expected values read independently
+ * with the Python `gguf` package 0.19, GGUFReader), and rejection of malformed files built here
+ * byte by byte (truncation at every offset, bad counts, bad offsets, overlaps). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "kvq_test.h"
+
+/* ---- a tiny GGUF writer for hand-built files ------------------------------------------- */
+typedef struct buf { unsigned char b[4096]; size_t n; } buf;
+static void put(buf *b, const void *p, size_t n) { memcpy(b->b + b->n, p, n); b->n += n; }
+static void put_u32(buf *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(buf *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(buf *b, const char *s) { put_u64(b, strlen(s)); put(b, s, strlen(s)); }
+static void put_f32(buf *b, float v) { put(b, &v, 4); }
+
+/* Header + 4 kv (string, u32, f32 array, string array) + 2 F32 tensors (a: 4 at 0, b: 2x2 at
+ * off_b), then 12 floats 0..11 of data. */
+static void build_small(buf *b, uint64_t off_b) {
+    b->n = 0;
+    put(b, "GGUF", 4); put_u32(b, 3); put_u64(b, 2); put_u64(b, 4);
+    put_str(b, "general.architecture"); put_u32(b, KVQ_GGUF_STRING); put_str(b, "llama");
+    put_str(b, "llama.block_count"); put_u32(b, KVQ_GGUF_UINT32); put_u32(b, 7);
+    put_str(b, "s"); put_u32(b, KVQ_GGUF_ARRAY); put_u32(b, KVQ_GGUF_FLOAT32); put_u64(b, 2);
+    put_f32(b, 0.5f); put_f32(b, -2.0f);
+    put_str(b, "t"); put_u32(b, KVQ_GGUF_ARRAY); put_u32(b, KVQ_GGUF_STRING); put_u64(b, 2);
+    put_str(b, "ab"); put_str(b, "");
+    put_str(b, "a"); put_u32(b, 1); put_u64(b, 4); put_u32(b, KVQ_GGML_F32); put_u64(b, 0);
+    put_str(b, "b"); put_u32(b, 2); put_u64(b, 2); put_u64(b, 2); put_u32(b, KVQ_GGML_F32); put_u64(b, off_b);
+    while (b->n % 32) b->b[b->n++] = 0;
+    for (int i = 0; i < 12; i++) put_f32(b, (float)i);
+}
+
+static kvq_status parse(const buf *b, size_t len, kvq_gguf **g, char *why) {
+    return kvq_gguf_parse(b->b, len, "mem.gguf", g, why, 256);
+}
+
+START_TEST(test_small_roundtrip) {
+    buf b;
+    build_small(&b, 32);
+    kvq_gguf *g;
+    char why[256];
+    ck_assert_msg(parse(&b, b.n, &g, why) == KVQ_OK, "%s", why);
+    uint32_t u;
+    const char *s;
+    size_t n;
+    ck_assert(kvq_gguf_get_u32(g, "llama.block_count", &u) == KVQ_OK && u == 7);
+    ck_assert(kvq_gguf_get_str(g, "general.architecture", &s, &n) == KVQ_OK && n == 5 && !memcmp(s, "llama", 5));
+    ck_assert_int_eq(kvq_gguf_get_u32(g, "general.architecture", &u), KVQ_ERR_DTYPE);
+    ck_assert_int_eq(kvq_gguf_get_u32(g, "absent", &u), KVQ_ERR_MISSING);
+    const kvq_gguf_kv *a;
+    ck_assert(kvq_gguf_get_array(g, "s", KVQ_GGUF_FLOAT32, &a) == KVQ_OK && a->n == 2);
+    ck_assert(kvq_gguf_arr_f32(a, 0) == 0.5f && kvq_gguf_arr_f32(a, 1) == -2.0f);
+    ck_assert_int_eq(kvq_gguf_get_array(g, "s", KVQ_GGUF_INT32, &a), KVQ_ERR_DTYPE);
+    ck_assert(kvq_gguf_get_array(g, "t", KVQ_GGUF_STRING, &a) == KVQ_OK && a->n == 2);
+    kvq_gguf_arr_str(a, 0, &s, &n);
+    ck_assert(n == 2 && !memcmp(s, "ab", 2));
+    kvq_gguf_arr_str(a, 1, &s, &n);
+    ck_assert_uint_eq(n, 0);
+    const kvq_gguf_tensor *t = kvq_gguf_find_tensor(g, "b");
+    ck_assert_ptr_nonnull(t);
+    ck_assert(t->n_dims == 2 && t->ne[0] == 2 && t->ne[1] == 2 && t->n_bytes == 16);
+    float v[4];
+    memcpy(v, t->data, 16);
+    ck_assert(v[0] == 8 && v[3] == 11);
+    ck_assert_ptr_null(kvq_gguf_find_tensor(g, "c"));
+    kvq_gguf_close(g);
+}
+END_TEST
+
+/* Every proper prefix of a valid file must be rejected (never read past the buffer: ASan). */
+START_TEST(test_truncated_everywhere) {
+    buf b;
+    build_small(&b, 32);
+    char why[256];
+    for (size_t len = 0; len < b.n; len++) {
+        kvq_gguf *g = (kvq_gguf *)1;
+        kvq_status st = parse(&b, len, &g, why);
+        ck_assert_msg(st == KVQ_ERR_TRUNCATED || st == KVQ_ERR_BOUNDS || st == KVQ_ERR_OVERFLOW,
+                      "prefix %zu: %s (%s)", len, kvq_status_name(st), why);
+        ck_assert_ptr_null(g);
+        ck_assert_msg(strstr(why, "mem.gguf") != NULL, "message names the file: %s", why);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_headers) {
+    buf b;
+    char why[256];
+    kvq_gguf *g;
+    build_small(&b, 32);
+    b.b[0] = 'X';
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_MAGIC);
+    build_small(&b, 32);
+    b.b[4] = 1;
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_VERSION);
+    build_small(&b, 32);
+    uint64_t huge = UINT64_MAX / 2;
+    memcpy(b.b + 16, &huge, 8); /* n_kv */
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_OVERFLOW);
+    build_small(&b, 32);
+    memcpy(b.b + 8, &huge, 8);  /* n_tensors */
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_OVERFLOW);
+}
+END_TEST
+
+START_TEST(test_bad_offsets) {
+    buf b;
+    char why[256];
+    kvq_gguf *g;
+    build_small(&b, 8);    /* overlaps tensor a (16 bytes at 0); also misaligned */
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_MISALIGNED);
+    ck_assert_msg(strstr(why, "'b'") != NULL, "names the tensor: %s", why);
+    build_small(&b, 0);    /* same offset as a */
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_OVERLAP);
+    build_small(&b, 64);   /* past the end */
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_BOUNDS);
+    ck_assert_msg(strstr(why, "'b'") != NULL, "names the tensor: %s", why);
+    build_small(&b, UINT64_MAX - 31);  /* aligned, but offset + size wraps */
+    ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_BOUNDS);
+}
+END_TEST
+
+START_TEST(test_stories_gguf) {
+    const char *p = kvq_test_shared("models/stories260K/stories260K.gguf");
+    KVQ_SKIP_IF_MISSING(p, "models/stories260K/stories260K.gguf");
+    kvq_gguf *g;
+    char why[256];
+    ck_assert_msg(kvq_gguf_open(p, &g, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_uint_eq(g->version, 3);
+    ck_assert_uint_eq(g->n_tensors, 48);
+    ck_assert_uint_eq(g->n_kv, 19);
+    uint32_t u;
+    float f;
+    ck_assert(kvq_gguf_get_u32(g, "llama.embedding_length", &u) == KVQ_OK && u == 64);
+    ck_assert(kvq_gguf_get_u32(g, "llama.attention.head_count_kv", &u) == KVQ_OK && u == 4);
+    ck_assert(kvq_gguf_get_u32(g, "tokenizer.ggml.padding_token_id", &u) == KVQ_OK && u == 4294967295u);
+    int32_t i;
+    ck_assert_int_eq(kvq_gguf_get_i32(g, "tokenizer.ggml.padding_token_id", &i), KVQ_ERR_DTYPE);
+    ck_assert(kvq_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &f) == KVQ_OK && f == 1e-5f);
+    const kvq_gguf_kv *a;
+    const char *s;
+    size_t n;
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.tokens", KVQ_GGUF_STRING, &a) == KVQ_OK && a->n == 512);
+    kvq_gguf_arr_str(a, 0, &s, &n);
+    ck_assert(n == 5 && !memcmp(s, "<unk>", 5));
+    kvq_gguf_arr_str(a, 511, &s, &n);
+    ck_assert(n == 3 && !memcmp(s, "\xE2\x80\x8A", 3));  /* U+200A */
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.scores", KVQ_GGUF_FLOAT32, &a) == KVQ_OK);
+    ck_assert(kvq_gguf_arr_f32(a, 511) == -252.0f);
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.token_type", KVQ_GGUF_INT32, &a) == KVQ_OK);
+    ck_assert(kvq_gguf_arr_i32(a, 0) == 2 && kvq_gguf_arr_i32(a, 3) == 6 && kvq_gguf_arr_i32(a, 511) == 1);
+    const kvq_gguf_tensor *t = kvq_gguf_find_tensor(g, "token_embd.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert(t->type == KVQ_GGML_F32 && t->n_dims == 2 && t->ne[0] == 64 && t->ne[1] == 512);
+    ck_assert_uint_eq(g->data_offset + t->offset, 14176);
+    float v[3];
+    memcpy(v, t->data, sizeof v);
+    ck_assert(v[0] == -0.29474878f && v[1] == 0.5618956f && v[2] == 0.17542253f);
+    kvq_gguf_close(g);
+}
+END_TEST
+
+START_TEST(test_vocab_gguf) {
+    const char *p = kvq_test_shared("models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf");
+    KVQ_SKIP_IF_MISSING(p, "models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf");
+    kvq_gguf *g;
+    char why[256];
+    ck_assert_msg(kvq_gguf_open(p, &g, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_uint_eq(g->n_tensors, 0);
+    const kvq_gguf_kv *a;
+    const char *s;
+    size_t n;
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.tokens", KVQ_GGUF_STRING, &a) == KVQ_OK && a->n == 32000);
+    kvq_gguf_arr_str(a, 31999, &s, &n);
+    ck_assert(n == 3 && !memcmp(s, "\xE7\xBB\x99", 3));  /* U+7ED9 */
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.scores", KVQ_GGUF_FLOAT32, &a) == KVQ_OK);
+    ck_assert(kvq_gguf_arr_f32(a, 31999) == -31740.0f);
+    int b;
+    ck_assert(kvq_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b) == KVQ_OK && b == 1);
+    ck_assert(kvq_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b) == KVQ_OK && b == 0);
+    ck_assert(kvq_gguf_get_str(g, "tokenizer.ggml.pre", &s, &n) == KVQ_OK && n == 7 && !memcmp(s, "default", 7));
+    kvq_gguf_close(g);
+}
+END_TEST
+
+START_TEST(test_open_missing) {
+    kvq_gguf *g;
+    char why[256];
+    ck_assert_int_eq(kvq_gguf_open("/nonexistent/x.gguf", &g, why, sizeof why), KVQ_ERR_IO);
+    ck_assert_ptr_null(g);
+    ck_assert(strstr(why, "/nonexistent/x.gguf") != NULL);
+    kvq_gguf_close(NULL);
+}
+END_TEST
+
+static Suite *gguf_suite(void) {
+    Suite *s = suite_create("gguf");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_small_roundtrip);
+    tcase_add_test(tc, test_truncated_everywhere);
+    tcase_add_test(tc, test_bad_headers);
+    tcase_add_test(tc, test_bad_offsets);
+    tcase_add_test(tc, test_stories_gguf);
+    tcase_add_test(tc, test_vocab_gguf);
+    tcase_add_test(tc, test_open_missing);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+KVQ_TEST_MAIN(gguf_suite)
