@@ -13,12 +13,6 @@
 
 #define WHY(...) do { if (why && why_len) snprintf(why, why_len, __VA_ARGS__); } while (0)
 
-void kvq_quant_lut(const kvq_tensor_codebook *t, float *lut) {
-    uint32_t n = 1u << t->bits;
-    for (uint32_t i = 0; i < n; i++)
-        lut[i] = t->qnorm ? fmaf(t->centroids[i], t->qnorm_scale, t->qnorm_offset) : t->centroids[i];
-}
-
 static kvq_status check_config(const kvq_quant_config *c, char *why, size_t why_len) {
     if (c->dim == 0 || c->dim > 65535) { WHY("dim %u outside 1..65535", c->dim); return KVQ_ERR_ARG; }
     if (c->scheme == KVQ_QS_FP16) return KVQ_OK;
@@ -105,7 +99,7 @@ kvq_status kvq_quantizer_from_codebook(kvq_quantizer *q, const kvq_tensor_codebo
     if (!q || !t || !t->centroids) return KVQ_ERR_ARG;
     if (t->bits < 1 || t->bits > KVQ_MAX_BITS) { WHY("codebook bits %u outside 1..%d", t->bits, KVQ_MAX_BITS); return KVQ_ERR_FORMAT; }
     float lut[1 << KVQ_MAX_BITS];
-    kvq_quant_lut(t, lut);
+    kvq_codebook_lut(t, lut);
     kvq_quant_config c = {.dim = kv_dim, .bits = t->bits, .lut = lut,
                           .outlier_fraction = t->outlier_fraction, .outlier_cap = t->outlier_cap,
                           .residual = t->residual, .n_sink = n_sink};

@@ -80,13 +80,11 @@ kvq_status kvq_quantizer_init(kvq_quantizer *q, const kvq_quant_config *cfg, cha
 void kvq_quantizer_free(kvq_quantizer *q);   /* accepts NULL and zeroed structs */
 
 /* The codebook's quantizer of one tensor (docs/quantization.md): keys STATIC_CHANNEL with the
- * codebook's z, r; values TOKEN_GROUP over kv_dim or head_dim; LUT with Q-Norm; n_sink. */
+ * codebook's z, r; values TOKEN_GROUP over kv_dim or head_dim; the LUT of kvq_codebook_lut
+ * (Q-Norm folded in); n_sink. */
 kvq_status kvq_quantizer_from_codebook(kvq_quantizer *q, const kvq_tensor_codebook *t,
                                        uint32_t kv_dim, uint32_t head_dim, uint32_t n_sink,
                                        char *why, size_t why_len);
-
-/* The codebook LUT of docs/quantization.md: fmaf(c, qnorm_scale, qnorm_offset) when qnorm. */
-void kvq_quant_lut(const kvq_tensor_codebook *t, float *lut /* (1 << t->bits) */);
 
 /* code(x): the number of midpoints strictly below x. */
 uint32_t kvq_quant_code(const kvq_quantizer *q, float x);

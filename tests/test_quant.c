@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baselines.h"
 #include "bits.h"
 #include "kvq_half.h"
 #include "kvq_test.h"
@@ -98,11 +99,11 @@ START_TEST(test_keys_qnorm_lut) {
     float cent[4] = {-1.0f, -0.5f, 0.5f, 1.0f}, lut[4];
     kvq_tensor_codebook t = {.bits = 2, .centroids = cent, .qnorm = 1, .qnorm_scale = 1.25f,
                              .qnorm_offset = 0.1f};
-    kvq_quant_lut(&t, lut);
+    kvq_codebook_lut(&t, lut);
     for (int i = 0; i < 4; i++) ck_assert(lut[i] == fmaf(cent[i], 1.25f, 0.1f));
     ck_assert(lut[0] == -1.15f && lut[3] == 1.35f);
     t.qnorm = 0;
-    kvq_quant_lut(&t, lut);
+    kvq_codebook_lut(&t, lut);
     assert_floats("lut", lut, cent, 4);
 }
 END_TEST
@@ -317,6 +318,175 @@ START_TEST(test_bad_configs) {
 }
 END_TEST
 
+/* NF4 levels as published in the QLoRA paper (appendix E, 4 decimals): the oracle for the
+ * generalised construction at b = 4; 6e-5 absolute covers the 4-decimal rounding. */
+START_TEST(test_nf_levels) {
+    static const float nf4[16] = {-1.0f, -0.6962f, -0.5251f, -0.3949f, -0.2844f, -0.1848f,
+                                  -0.0911f, 0.0f, 0.0796f, 0.1609f, 0.2461f, 0.3379f, 0.4407f,
+                                  0.5626f, 0.7230f, 1.0f};
+    float lut[16];
+    kvq_nf_lut(4, lut);
+    kvq_test_allclose("nf4", lut, nf4, 16, 6e-5, 0);
+    for (uint32_t b = 1; b <= 8; b++) {
+        float l[256];
+        kvq_nf_lut(b, l);
+        uint32_t L = 1u << b;
+        ck_assert(l[0] == -1.0f && l[L - 1] == 1.0f);
+        for (uint32_t i = 1; i < L; i++) ck_assert(l[i] > l[i - 1]);
+        if (b > 1) ck_assert(l[L / 2 - 1] == 0.0f);   /* zero is a level */
+    }
+    float u[8];
+    kvq_uniform_lut(3, u);
+    ck_assert(u[0] == -1.0f && u[7] == 1.0f && u[1] == (float)(-5.0 / 7.0));
+}
+END_TEST
+
+/* KIVI's key blocks at a small scale (group 3 tokens, 1 recent token), dim 2, T 8: tokens 0..5
+ * quantized per channel in blocks of 3, token 6 (incomplete block) and 7 (recent) fp16.
+ * ch0 {0, 2.25, 4}: z 2 r 2, x -1 .125 1 -> 0 3 4; {1,1,1}: r 0 -> 1, x 0 -> code 1 -> 0.5.
+ * ch1 {-4, 0, 4}: z 0 r 4 -> -4 -2 4; {8, 9, 10}: z 9 r 1 -> 8 8.5 10. */
+START_TEST(test_channel_blocks) {
+    float x[8][2] = {{0, -4}, {2.25f, 0}, {4, 4}, {1, 8}, {1, 9}, {1, 10}, {0.1f, 0.1f}, {5, 5}};
+    kvq_quantizer q;
+    kvq_quant_config c = {.scheme = KVQ_QS_CHANNEL_BLOCK, .dim = 2, .bits = 2, .lut = LUT2,
+                          .group = 3, .n_recent = 1};
+    init_ok(&q, &c);
+    kvq_bit_tally t = {0};
+    ck_assert_int_eq(kvq_quant_apply(&q, &x[0][0], 8, 0, &t), KVQ_OK);
+    const float want[8][2] = {{0, -4}, {3, -2}, {4, 4}, {0.5f, 8}, {0.5f, 8.5f}, {0.5f, 10},
+                              {0.0999755859375f, 0.0999755859375f}, {5, 5}};
+    assert_floats("kivi", &x[0][0], &want[0][0], 16);
+    /* codes 6*2*2 = 24, scales 2 blocks * 2 channels * 32 = 128, fp16 2*2*16 = 64 */
+    ck_assert(kvq_bits_total(&t) == 216.0);
+    ck_assert_uint_eq(t.n_quantized_tokens, 6);
+    kvq_quantizer_free(&q);
+    c.outlier_fraction = 0.01f;   /* no outliers in token blocks */
+    ck_assert_int_eq(kvq_quantizer_init(&q, &c, NULL, 0), KVQ_ERR_UNSUPPORTED);
+}
+END_TEST
+
+/* A ragged last group (ATOM/FlexGen on a kv_dim the group does not divide): dim 5, groups of 2
+ * -> {0,1} {2,3} {4}; the lone element: z = v, r = 0 -> 1, x = 0 -> code 1 -> v - 0.5. */
+START_TEST(test_ragged_groups) {
+    const float v[5] = {0, 2, -1, 1, 3};
+    kvq_quantizer q;
+    kvq_quant_config c = {.scheme = KVQ_QS_TOKEN_GROUP, .dim = 5, .bits = 2, .lut = LUT2, .group = 2};
+    init_ok(&q, &c);
+    ck_assert_uint_eq(q.n_groups, 3);
+    kvq_qtoken t;
+    ck_assert_int_eq(kvq_qtoken_init(&t, &q), KVQ_OK);
+    ck_assert_int_eq(kvq_quant_encode(&q, v, &t), KVQ_OK);
+    float out[5];
+    kvq_quant_decode(&q, &t, out);
+    const float want[5] = {0, 2, -1, 1, 2.5f};
+    assert_floats("ragged", out, want, 5);
+    kvq_qtoken_free(&t);
+    kvq_quantizer_free(&q);
+}
+END_TEST
+
+/* The methods as configurations: per-channel thresholds from calibration min/max, the stage the
+ * keys are quantized at, group sizes and KIVI's window. */
+START_TEST(test_baseline_sims) {
+    kvq_key_range r;
+    ck_assert_int_eq(kvq_key_range_init(&r, 1, 2), KVQ_OK);
+    const float cal[2][2] = {{0, 1}, {2, -3}};   /* ch0 [0, 2] -> z 1 r 1; ch1 [-3, 1] -> z -1 r 2 */
+    ck_assert_int_eq(kvq_key_range_add(&r, 0, 0, &cal[0][0], 2), KVQ_OK);
+    ck_assert_int_eq(kvq_key_range_add(&r, 0, 1, &cal[0][0], 2), KVQ_OK);
+    kvq_kv_sim s;
+    char why[256];
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_INT_CHAN_PRE, 2, 1, 1, 2, NULL, why, sizeof why), KVQ_ERR_ARG);
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_INT_CHAN_PRE, 2, 1, 1, 2, &r, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(s.k_post_rope, 0);
+    ck_assert(s.k[0].z[0] == 1.0f && s.k[0].r[0] == 1.0f && s.k[0].z[1] == -1.0f && s.k[0].r[1] == 2.0f);
+    /* key (1.5, 1): x = 0.5 -> code 2 (level 1/3) and x = 1 -> code 3; values per token:
+     * (1.5, 1) -> z 1.25 r 0.25 -> x 1, -1 -> exact */
+    float k[2] = {1.5f, 1.0f}, v[2] = {1.5f, 1.0f}, k2[2] = {1.5f, 1.0f};
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 1, k2, NULL, 1, 1, why, sizeof why), KVQ_OK);
+    ck_assert(k2[0] == 1.5f && k2[1] == 1.0f);   /* post-RoPE stage: pre-RoPE keys untouched */
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 0, k, v, 1, 1, why, sizeof why), KVQ_OK);
+    ck_assert(k[0] == fmaf((float)(1.0 / 3.0), 1.0f, 1.0f) && k[1] == 1.0f);
+    ck_assert(v[0] == 1.5f && v[1] == 1.0f);
+    /* bits: keys 2*2 codes + 64*2 static; values 2*2 codes + 32 */
+    ck_assert(kvq_bits_total(&s.k_bits) == 132.0 && kvq_bits_total(&s.v_bits) == 36.0);
+    kvq_kv_sim_free(&s);
+    kvq_kv_sim_free(&s);
+
+    /* kv_dim 192 = 3 heads of 64: ATOM groups 128 + 64, FlexGen 3 x 64, KIVI 32 / 128 recent */
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_ATOM, 3, 2, 3, 64, NULL, why, sizeof why), KVQ_OK);
+    ck_assert(s.k_post_rope && s.k[1].n_groups == 2 && s.v[1].n_groups == 2);
+    kvq_kv_sim_free(&s);
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_FLEXGEN, 3, 2, 3, 64, NULL, why, sizeof why), KVQ_OK);
+    ck_assert(s.k[0].n_groups == 3 && s.v[0].n_groups == 3);
+    kvq_kv_sim_free(&s);
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_KIVI, 2, 1, 3, 64, NULL, why, sizeof why), KVQ_OK);
+    ck_assert(s.k[0].cfg.scheme == KVQ_QS_CHANNEL_BLOCK && s.k[0].cfg.group == 32 && s.k[0].cfg.n_recent == 128);
+    ck_assert(s.v[0].cfg.scheme == KVQ_QS_TOKEN_GROUP && s.v[0].n_groups == 6 && s.v[0].cfg.n_recent == 128);
+    kvq_kv_sim_free(&s);
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_NF, 3, 1, 1, 4, NULL, why, sizeof why), KVQ_OK);
+    float nf[8];
+    kvq_nf_lut(3, nf);
+    assert_floats("nf lut", s.v[0].lut, nf, 8);
+    kvq_kv_sim_free(&s);
+    for (int m = 0; m < KVQ_METHOD_COUNT_; m++) {
+        kvq_method back;
+        ck_assert_int_eq(kvq_method_parse(kvq_method_name((kvq_method)m), &back), KVQ_OK);
+        ck_assert_int_eq(back, m);
+    }
+    kvq_method dummy;
+    ck_assert_int_eq(kvq_method_parse("int5", &dummy), KVQ_ERR_ARG);
+    kvq_key_range_free(&r);
+}
+END_TEST
+
+/* A whole codebook (kvq_kv_sim_init_codebook): keys as test_keys_cap_exact, values per KV head
+ * (head_dim 3) with a Q-Norm LUT (scale 2: levels -2 -1 1 2, mids -1.5 0 1.5), one sink token.
+ * Values (0, 1, 2 | 4, 4, 4): head 0 z 1 r 1, x -1 0 1 -> codes 1 1 2 -> 0 0 2; head 1 constant:
+ * r 0 -> 1, x 0 -> code 1 -> 3. */
+START_TEST(test_codebook_sim) {
+    kvq_codebook cb;
+    memset(&cb, 0, sizeof cb);
+    ck_assert_int_eq(kvq_codebook_alloc(&cb, 1, 6, 2, 2, 0), KVQ_OK);
+    cb.model.n_layers = 1;
+    cb.model.n_kv_heads = 2;
+    cb.model.head_dim = 3;
+    cb.n_sink = 1;
+    kvq_tensor_codebook *k = &cb.layers[0].k, *v = &cb.layers[0].v;
+    memcpy(k->centroids, LUT2, sizeof LUT2);
+    memcpy(k->zero_point, KZ, sizeof KZ);
+    memcpy(k->half_range, KR, sizeof KR);
+    k->outlier_fraction = 0.01f;
+    k->outlier_cap = 2;
+    memcpy(v->centroids, LUT2, sizeof LUT2);
+    v->axis = KVQ_NORM_PER_TOKEN_HEAD;
+    v->qnorm = 1;
+    v->qnorm_scale = 2.0f;
+    kvq_kv_sim s;
+    char why[256] = "";
+    ck_assert_msg(kvq_kv_sim_init_codebook(&s, &cb, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_int_eq(s.k_post_rope, 0);
+    float kk[2][6], vv[2][6] = {{0.3f, 0, 0, 0, 0, 0}, {0, 1, 2, 4, 4, 4}};
+    memcpy(kk[0], KIN, sizeof KIN);
+    memcpy(kk[1], KIN, sizeof KIN);
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 0, &kk[0][0], &vv[0][0], 1, 2, why, sizeof why), KVQ_OK);
+    const float sink[6] = {0.25f, 4.0f, 3.0f, -2.0f, 1.5f, -0.125f};
+    const float kwant[6] = {0.5f, 4.0f, 3.0f, -2.0f, 1.0f, -0.5f};
+    const float vwant[6] = {0, 0, 2, 3, 3, 3};
+    assert_floats("k sink", kk[0], sink, 6);
+    assert_floats("k", kk[1], kwant, 6);
+    ck_assert(vv[0][0] == kvq_round_f16(0.3f));
+    assert_floats("v", vv[1], vwant, 6);
+    /* keys: sink 96 + codes 12 + pointer 32 + static 384 + 3 outliers 96; values: sink 96 +
+     * codes 12 + 2 groups 64 */
+    ck_assert(kvq_bits_total(&s.k_bits) == 620.0);
+    ck_assert(kvq_bits_total(&s.v_bits) == 172.0);
+    kvq_kv_sim_free(&s);
+    k->axis = KVQ_NORM_PER_TOKEN;   /* keys must be per channel */
+    ck_assert_int_eq(kvq_kv_sim_init_codebook(&s, &cb, why, sizeof why), KVQ_ERR_FORMAT);
+    kvq_codebook_free(&cb);
+}
+END_TEST
+
 static Suite *quant_suite(void) {
     Suite *s = suite_create("quant");
     TCase *tc = tcase_create("reference");
@@ -331,6 +501,11 @@ static Suite *quant_suite(void) {
     tcase_add_test(tc, test_bits_static_keys);
     tcase_add_test(tc, test_roundtrip_properties);
     tcase_add_test(tc, test_bad_configs);
+    tcase_add_test(tc, test_nf_levels);
+    tcase_add_test(tc, test_channel_blocks);
+    tcase_add_test(tc, test_ragged_groups);
+    tcase_add_test(tc, test_baseline_sims);
+    tcase_add_test(tc, test_codebook_sim);
     suite_add_tcase(s, tc);
     return s;
 }
