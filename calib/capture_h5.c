@@ -110,6 +110,7 @@ done:
     return st;
 }
 
+/* Chunks of one entry: each commit writes new chunks and never rewrites a committed one. */
 static kvq_status create_layout(hid_t file, const kvq_capture_meta *m, char *why, size_t why_len) {
     kvq_status st = KVQ_OK;
     hid_t g = -1, ds = -1, sp = -1, dcpl = -1;
@@ -119,7 +120,7 @@ static kvq_status create_layout(hid_t file, const kvq_capture_meta *m, char *why
         "index of the /provenance/sources entry the sample came from"};
     KVQ_H5(g = H5Gcreate2(file, "/samples", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     for (int i = 0; i < SAMPLE_FIELDS; i++) {
-        KVQ_H5(ds = make_ds(g, SAMPLE_NAMES[i], i == 3 ? H5T_STD_I32LE : H5T_STD_I64LE, 1, NULL, 256, 0));
+        KVQ_H5(ds = make_ds(g, SAMPLE_NAMES[i], i == 3 ? H5T_STD_I32LE : H5T_STD_I64LE, 1, NULL, 1, 0));
         KVQ_H5(ds_attrs(ds, desc[i], "sample", NULL));
         KVQ_H5(H5Dclose(ds));
         ds = -1;
@@ -382,6 +383,10 @@ kvq_status kvq_capture_resume(const char *path, const kvq_capture_meta *expect,
         st = KVQ_ERR_IO;
         goto done;
     }
+    /* a killed SWMR writer may have written metadata past the end of allocation its superblock
+     * recorded at the last flush: take the whole file as allocated (h5clear --increment does the
+     * same) so that nothing already on disk is overwritten or refused */
+    KVQ_H5(H5Fincrement_filesize(file, 0));
     if ((st = kvq_cap_read_meta(file, &m, why, why_len))) goto done;
     if ((st = kvq_capture_meta_compare(&m, expect, 1, why, why_len))) goto done;
     if ((st = writer_alloc(&m, &w))) goto done;

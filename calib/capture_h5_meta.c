@@ -149,10 +149,13 @@ void kvq_cap_layer_path(char *buf, size_t len, uint32_t layer, uint32_t n_layers
 }
 
 hsize_t kvq_cap_chunk_rows(const kvq_capture_meta *m) {
+    /* the largest divisor of seq_len within 1 MiB: chunks never straddle samples, so a committed
+     * chunk is never rewritten (docs/capture-format.md, commit rule) */
     size_t row_bytes = (size_t)m->model.n_kv_heads * m->model.head_dim * kvq_cap_elem_size(m->dtype);
-    hsize_t c = row_bytes ? (hsize_t)((1u << 20) / row_bytes) : 1;
-    if (c < 1) c = 1;
-    return c < m->seq_len ? c : m->seq_len;
+    hsize_t cap = row_bytes ? (hsize_t)((1u << 20) / row_bytes) : 1, c = m->seq_len;
+    if (cap < 1) cap = 1;
+    while (c > cap || m->seq_len % c) c--;
+    return c;
 }
 
 void kvq_cap_source_of(const kvq_capture_meta *m, kvq_cap_source *s) {
