@@ -135,6 +135,7 @@ kvq_status kvq_tok_load_hfjson(kvq_tokenizer *t, const char *json, size_t len, c
                                char *why, size_t why_len);
 kvq_status kvq_tok_load_llama2c(kvq_tokenizer *t, const unsigned char *buf, size_t len,
                                 const char *name, char *why, size_t why_len);
+kvq_status kvq_tok_load_gguf(kvq_tokenizer *t, const char *path, char *why, size_t why_len);
 
 /* ---- Unicode (calib/tok_unicode.c) ---- */
 /* Decode one code point at s[0..len); sets *cp (a stray byte b gives 0x110000 + b) and returns the
