@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-enum { KVQ_MAX_BITS = 8 };
+enum { KVQ_MAX_BITS = 8, KVQ_MAX_LAYERS = 65536 };
 
 typedef enum kvq_rope_convention {
     KVQ_ROPE_ROTATE_HALF = 0,  /* HF transformers: pairs (i, i + head_dim/2) — kvq's internal one */
@@ -115,10 +115,20 @@ typedef struct kvq_codebook {
 static inline uint32_t kvq_kv_dim(const kvq_model_identity *m) { return m->n_kv_heads * m->head_dim; }
 
 /* Allocate layers (zeroed) and, for keys, zero_point/half_range of kv_dim; centroids of 1<<bits.
- * Sets axis/bits; the caller fills numbers. */
+ * Sets axis/bits (keys PER_CHANNEL, values PER_TOKEN), qnorm_scale = 1, and model.n_layers (which
+ * kvq_codebook_free relies on: do not change it afterwards); diag arrays (n_layers, zeroed) when
+ * with_diagnostics, else NULL. Other identity, n_sink and provenance fields are left as they are.
+ * The caller fills numbers. */
 kvq_status kvq_codebook_alloc(kvq_codebook *cb, uint32_t n_layers, uint32_t kv_dim,
                               uint32_t k_bits, uint32_t v_bits, int with_diagnostics);
 void kvq_codebook_free(kvq_codebook *cb);   /* accepts NULL and zeroed structs */
+/* (Re)allocate one tensor's arrays for per-layer choices: centroids of 1<<bits (zeroed) and, only
+ * for axis == PER_CHANNEL, zero_point/half_range of kv_dim (zeroed). Frees the previous arrays (t
+ * must be zeroed or from an earlier call), sets bits and axis, qnorm = 0, qnorm_scale = 1,
+ * qnorm_offset = 0; keeps the outlier fields. On error t's arrays are NULL. */
+kvq_status kvq_tensor_codebook_init(kvq_tensor_codebook *t, uint32_t bits, kvq_norm_axis axis,
+                                    uint32_t kv_dim);
+void kvq_tensor_codebook_free(kvq_tensor_codebook *t);  /* arrays only; accepts NULL */
 /* Semantic checks (sorted centroids, r > 0, finite, bits in range, ...). */
 kvq_status kvq_codebook_validate(const kvq_codebook *cb, char *why, size_t why_len);
 /* Same model? Compares every identity field; on mismatch writes which one to `why`. */
@@ -127,11 +137,36 @@ kvq_status kvq_codebook_check_model(const kvq_codebook *cb, const kvq_model_iden
 /* Centroid table the runtime uses: c * qnorm_scale + qnorm_offset when qnorm, else c. (1<<bits) */
 void kvq_codebook_lut(const kvq_tensor_codebook *t, float *lut);
 
-/* File I/O (docs/format.md). Read/parse never read past the buffer; errors name the problem. */
+/* File I/O (docs/format.md). Read/parse never read past the buffer; errors name the problem.
+ * parse/read check the container (§5), then run kvq_codebook_validate: a codebook they return is
+ * valid. `out` is overwritten (not freed first); on error it is left zeroed. */
 kvq_status kvq_codebook_parse(const void *buf, size_t len, kvq_codebook *out, char *why, size_t why_len);
 kvq_status kvq_codebook_read(const char *path, kvq_codebook *out, char *why, size_t why_len);
+/* The exact file bytes (malloc'ed, caller frees). Deterministic. Fails with validate's status on an
+ * invalid codebook (call kvq_codebook_validate first for the message). */
 kvq_status kvq_codebook_serialize(const kvq_codebook *cb, void **buf, size_t *len);
-kvq_status kvq_codebook_write(const char *path, const kvq_codebook *cb); /* atomic: tmp, fsync, rename */
+/* Atomic: PATH.tmp.XXXXXX in PATH's directory, fsync, rename, fsync of the directory; on failure
+ * the temporary is removed, an existing PATH is untouched and KVQ_ERR_IO returned. The file gets
+ * the mode of the file it replaces, else 0644. */
+kvq_status kvq_codebook_write(const char *path, const kvq_codebook *cb);
+
+/* What the container says about itself (for `kvq inspect`). */
+typedef struct kvq_codebook_file_info {
+    uint16_t version_major, version_minor;
+    uint32_t header_size, n_meta, n_entries;
+    uint64_t file_size, data_offset;
+    uint32_t header_crc;
+    uint64_t payload_bytes;             /* sum of entry sizes */
+    uint32_t n_unknown_meta, n_unknown_entries;  /* ignored keys/entries (a newer minor version) */
+} kvq_codebook_file_info;
+enum { KVQ_PARSE_SKIP_CHECKSUMS = 1 };  /* flags: do not compare CRCs (fuzzing, forensics) */
+#define KVQ_CODEBOOK_MAX_FILE ((uint64_t)1 << 30)   /* kvq_codebook_read refuses larger files */
+/* parse/read with flags and, when info != NULL, the container's description (filled as far as
+ * parsing got, also on error). */
+kvq_status kvq_codebook_parse_ex(const void *buf, size_t len, unsigned flags, kvq_codebook *out,
+                                 kvq_codebook_file_info *info, char *why, size_t why_len);
+kvq_status kvq_codebook_read_ex(const char *path, unsigned flags, kvq_codebook *out,
+                                kvq_codebook_file_info *info, char *why, size_t why_len);
 
 #ifdef __cplusplus
 }
