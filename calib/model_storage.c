@@ -148,6 +148,19 @@ kvq_status kvq_model_config_check(const kvq_model_config *c, const char *file, c
     return KVQ_ERR_SHAPE;
 }
 
+/* Forget a separate lm_head found equal to tok_embed: free its buffer when owned. */
+static void drop_lm_head(kvq_model *m, size_t bytes) {
+    struct kvq_model_storage *s = m->storage;
+    for (size_t i = 0; i < s->n_bufs; i++)
+        if (s->bufs[i] == m->lm_head) {
+            free(s->bufs[i]);
+            s->bufs[i] = s->bufs[--s->n_bufs];
+            m->bytes_owned -= bytes;
+            return;
+        }
+    m->bytes_mapped -= bytes;
+}
+
 kvq_status kvq_model_finish(kvq_model *m, char *why, size_t why_len) {
     const kvq_model_config *c = &m->cfg;
     int ok = m->tok_embed && m->final_norm && m->lm_head && m->layers;
@@ -160,9 +173,11 @@ kvq_status kvq_model_finish(kvq_model *m, char *why, size_t why_len) {
         snprintf(why, why_len, "%s: internal: a weight was not loaded", m->path);
         return KVQ_ERR_MISSING;
     }
-    if (!m->cfg.tied_embeddings && m->lm_head != m->tok_embed &&
-        !memcmp(m->lm_head, m->tok_embed, (size_t)c->vocab * c->hidden * sizeof(float)))
+    size_t head_bytes = (size_t)c->vocab * c->hidden * sizeof(float);
+    if (!c->tied_embeddings && m->lm_head != m->tok_embed && !memcmp(m->lm_head, m->tok_embed, head_bytes)) {
+        drop_lm_head(m, head_bytes);
         m->cfg.tied_embeddings = 1;
+    }
     if (m->cfg.tied_embeddings) m->lm_head = m->tok_embed;
     return KVQ_OK;
 }
