@@ -20,7 +20,7 @@ CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 INCLUDES := -Iformat -Icalib -Icodebook -Ikernels -Itools
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wvla
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DKVQ_VERSION='"$(VERSION)"' $(OPT) -g -pthread -fPIC $(WARN) \
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DKVQ_VERSION='"$(VERSION)"' $(OPT) -g -pthread -fopenmp -fPIC $(WARN) \
              $(INCLUDES) $(HDF5_CFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(HDF5_LIBS) -lopenblas -llapacke -lm -lpthread $(LDLIBS)
 
