@@ -21,18 +21,18 @@
 #define WHY(...) do { if (why && why_len) snprintf(why, why_len, __VA_ARGS__); } while (0)
 
 static const kvq_ablate_config CONFIGS[] = {
-    {"int", "int: per-token K (post-RoPE) and V", 1, KVQ_METHOD_INT, 0, 0, 0, 0},
-    {"int-chan-post", "+ per-channel K", 1, KVQ_METHOD_INT_CHAN_POST, 0, 0, 0, 0},
-    {"int-chan-pre", "+ pre-RoPE K", 1, KVQ_METHOD_INT_CHAN_PRE, 0, 0, 0, 0},
-    {"nuq-unweighted", "+ nuq, unweighted k-means", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_NONE, 0, 0, 0},
-    {"nuq-fisher", "nuq, Fisher-weighted k-means (replaces unweighted)", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0, 0, 0},
-    {"outliers", "+ 1% dense-and-sparse", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0.01f, 0, 0},
-    {"sink", "+ attention sink (1 token fp16)", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0.01f, 1, 0},
-    {"qnorm", "+ Q-Norm", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0.01f, 1, 1},
-    {"nf", "NormalFloat, per token (K post-RoPE)", 0, KVQ_METHOD_NF, 0, 0, 0, 0},
-    {"atom", "ATOM-style: per token, groups of 128", 0, KVQ_METHOD_ATOM, 0, 0, 0, 0},
-    {"flexgen", "FlexGen-style: per token, groups of 64", 0, KVQ_METHOD_FLEXGEN, 0, 0, 0, 0},
-    {"kivi", "KIVI: K per channel / V per token in 32s, last 128 fp16", 0, KVQ_METHOD_KIVI, 0, 0, 0, 0},
+    {"int", "int: per-token K (post-RoPE) and V", "int per-token", 1, KVQ_METHOD_INT, 0, 0, 0, 0},
+    {"int-chan-post", "+ per-channel K", "+ per-channel K", 1, KVQ_METHOD_INT_CHAN_POST, 0, 0, 0, 0},
+    {"int-chan-pre", "+ pre-RoPE K", "+ pre-RoPE K", 1, KVQ_METHOD_INT_CHAN_PRE, 0, 0, 0, 0},
+    {"nuq-unweighted", "+ nuq, unweighted k-means", "+ nuq unweighted", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_NONE, 0, 0, 0},
+    {"nuq-fisher", "nuq, Fisher-weighted k-means (replaces unweighted)", "nuq Fisher", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0, 0, 0},
+    {"outliers", "+ 1% dense-and-sparse", "+ 1% outliers", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0.01f, 0, 0},
+    {"sink", "+ attention sink (1 token fp16)", "+ sink", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0.01f, 1, 0},
+    {"qnorm", "+ Q-Norm", "+ Q-Norm", 1, KVQ_METHOD_KVQUANT, KVQ_WEIGHT_FISHER_SCALED, 0.01f, 1, 1},
+    {"nf", "NormalFloat, per token (K post-RoPE)", "nf", 0, KVQ_METHOD_NF, 0, 0, 0, 0},
+    {"atom", "ATOM-style: per token, groups of 128", "ATOM g128", 0, KVQ_METHOD_ATOM, 0, 0, 0, 0},
+    {"flexgen", "FlexGen-style: per token, groups of 64", "FlexGen g64", 0, KVQ_METHOD_FLEXGEN, 0, 0, 0, 0},
+    {"kivi", "KIVI: K per channel / V per token in 32s, last 128 fp16", "KIVI", 0, KVQ_METHOD_KIVI, 0, 0, 0, 0},
 };
 enum { N_CONFIGS = sizeof CONFIGS / sizeof CONFIGS[0] };
 

@@ -24,7 +24,8 @@ enum { KVQ_ABLATE_MAX_BITS = 8 };
  * settings. Rungs are cumulative in ladder order. */
 typedef struct kvq_ablate_config {
     const char *id;                 /* short stable name (CSV/JSON), e.g. "nuq-fisher" */
-    const char *label;              /* human label (table, chart legend) */
+    const char *label;              /* human label (tables) */
+    const char *legend;             /* short label (chart legend) */
     int ladder;                     /* 1: a rung of the ladder; 0: a baseline */
     kvq_method method;
     kvq_fisher_weighting weighting; /* KVQUANT rungs only */

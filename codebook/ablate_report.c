@@ -170,8 +170,9 @@ static kvq_status write_svg(FILE *f, const kvq_ablate_report *r) {
     }
     for (size_t c = 0; c < r->n_configs; c++) {
         for (size_t b = 0; b < r->n_bits; b++) y[c * r->n_bits + b] = cell(r, c, b)->ppl - r->fp16.ppl;
-        s[c].name = cfg[c].label;
+        s[c].name = cfg[c].legend;
         s[c].y = y + c * r->n_bits;
+        s[c].dashed = !cfg[c].ladder;
     }
     snprintf(title, sizeof title, "%s: perplexity increase over the fp16 cache", base_name(r->model));
     kvq_chart ch = {.title = title, .x_label = "bits per element (nominal)",

@@ -5,13 +5,12 @@
 
 #include "svg_chart.h"
 
-enum { W = 920, H = 540, LEFT = 84, RIGHT = 250, TOP = 56, BOTTOM = 64 };
+enum { W = 940, H = 540, LEFT = 84, RIGHT = 230, TOP = 56, BOTTOM = 64 };
 
 static const char *const COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                      "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
                                      "#393b79", "#637939", "#843c39", "#7b4173"};
-static const char *const DASHES[] = {"", "6,3", "2,3"};
-enum { N_COLORS = sizeof COLORS / sizeof COLORS[0], N_DASHES = sizeof DASHES / sizeof DASHES[0] };
+enum { N_COLORS = sizeof COLORS / sizeof COLORS[0] };
 
 static void put_text(FILE *f, const char *s) {
     for (; s && *s; s++) {
@@ -126,8 +125,10 @@ static void axes(FILE *f, const kvq_chart *c, const scale *s) {
     fputs("</text>\n", f);
 }
 
-static void series(FILE *f, const kvq_chart *c, const scale *s, size_t k) {
-    const char *col = COLORS[k % N_COLORS], *dash = DASHES[(k / N_COLORS) % N_DASHES];
+/* Draws series k; returns 1 when a point was clamped to the log floor. */
+static int series(FILE *f, const kvq_chart *c, const scale *s, size_t k) {
+    int any_clamped = 0;
+    const char *col = COLORS[k % N_COLORS], *dash = c->series[k].dashed ? "6,3" : "";
     const double *y = c->series[k].y;
     fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s%s%s points=\"", col,
             *dash ? " stroke-dasharray=\"" : "", dash, *dash ? "\"" : "");
@@ -140,6 +141,7 @@ static void series(FILE *f, const kvq_chart *c, const scale *s, size_t k) {
         int cl;
         if (!isfinite(y[i])) continue;
         double py = y_px(s, y[i], &cl);
+        any_clamped |= cl;
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\" stroke=\"%s\"><title>", x_px(c, i), py,
                 cl ? "white" : col, col);
         put_text(f, c->series[k].name);
@@ -152,6 +154,7 @@ static void series(FILE *f, const kvq_chart *c, const scale *s, size_t k) {
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\">", lx + 36, ly + 4);
     put_text(f, c->series[k].name);
     fputs("</text>\n", f);
+    return any_clamped;
 }
 
 kvq_status kvq_svg_chart_write(FILE *f, const kvq_chart *c) {
@@ -161,11 +164,12 @@ kvq_status kvq_svg_chart_write(FILE *f, const kvq_chart *c) {
                "font-family=\"Helvetica, Arial, sans-serif\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             W, H, W, H);
     axes(f, c, &s);
-    for (size_t k = 0; k < c->n_series; k++) series(f, c, &s, k);
-    if (s.log) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#555\">hollow marker: value below %g</text>\n"
-                   "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#555\">(zero or negative included), drawn at %g</text>\n",
-                W - RIGHT + 20, H - BOTTOM - 14, s.floor, W - RIGHT + 20, H - BOTTOM, s.floor);
+    int clamped = 0;
+    for (size_t k = 0; k < c->n_series; k++) clamped |= series(f, c, &s, k);
+    if (clamped) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#555\">hollow marker: value below %.2g</text>\n"
+                   "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#555\">(zero or negative included), drawn there</text>\n",
+                W - RIGHT + 20, H - BOTTOM - 14, s.floor, W - RIGHT + 20, H - BOTTOM);
     }
     fputs("</svg>\n", f);
     return ferror(f) ? KVQ_ERR_IO : KVQ_OK;

@@ -15,6 +15,7 @@ extern "C" {
 typedef struct kvq_chart_series {
     const char *name;
     const double *y;          /* (n_x); NaN = no point */
+    int dashed;               /* draw the line dashed (e.g. baselines beside a ladder) */
 } kvq_chart_series;
 
 typedef struct kvq_chart {

@@ -154,7 +154,7 @@ END_TEST
 START_TEST(test_svg_chart) {
     const char *ticks[3] = {"4-bit", "3-bit", "2-bit"};
     double a[3] = {0.01, 0.5, 20}, b[3] = {-0.01, NAN, 2};
-    kvq_chart_series s[2] = {{"int <uniform>", a}, {"kivi & co", b}};
+    kvq_chart_series s[2] = {{"int <uniform>", a, 0}, {"kivi & co", b, 1}};
     kvq_chart ch = {.title = "t", .x_label = "bits", .y_label = "dppl", .x_ticks = ticks, .n_x = 3,
                     .series = s, .n_series = 2, .log_y = -1};
     char path[512];
@@ -176,6 +176,7 @@ START_TEST(test_svg_chart) {
     ck_assert_int_eq(polylines, 2);
     ck_assert_int_eq(circles, 5 + 2);                        /* 5 finite points + 2 legend marks */
     ck_assert(strstr(doc, "fill=\"white\" stroke") != NULL);  /* -0.01 drawn hollow at the floor */
+    ck_assert(strstr(doc, "hollow marker") != NULL && strstr(doc, "stroke-dasharray") != NULL);
     free(doc);
     kvq_chart empty = ch;
     empty.n_series = 0;
