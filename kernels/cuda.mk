@@ -15,7 +15,7 @@ RT_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -
              -Ikernels/tests -I$(CUDA_HOME)/include
 RT_HOST_SRCS := $(sort $(wildcard format/*.c) $(wildcard codebook/quant.c codebook/bits.c))
 RT_HOST_OBJS := $(RT_HOST_SRCS:%.c=$(BUILD)/rt/%.o)
-RT_PROGS  := $(BUILD)/test_rt
+RT_PROGS  := $(BUILD)/test_rt $(BUILD)/bench_rt
 
 $(BUILD)/obj/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh) format/kvq_codebook.h format/kvq_status.h
 	@mkdir -p $(@D)
@@ -30,7 +30,10 @@ $(BUILD)/rt/%.o: %.c
 
 $(BUILD)/test_rt: $(BUILD)/rt/kernels/tests/test_rt.o $(BUILD)/rt/kernels/tests/rt_ref.o $(RT_HOST_OBJS) $(LIBKVQ_RT)
 	$(NVCC) $(CUDA_ARCH) -o $@ $^ -lm
-$(BUILD)/bench_rt: $(BUILD)/rt/kernels/bench_rt.o $(BUILD)/rt/kernels/tests/rt_ref.o $(RT_HOST_OBJS) $(LIBKVQ_RT)
+$(BUILD)/rt/kernels/bench/bench_rt.o: kernels/bench/bench_rt.cu kernels/kvq_rt.h kernels/tests/rt_ref.h
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -Ikernels/tests -c $< -o $@
+$(BUILD)/bench_rt: $(BUILD)/rt/kernels/bench/bench_rt.o $(BUILD)/rt/kernels/tests/rt_ref.o $(RT_HOST_OBJS) $(LIBKVQ_RT)
 	$(NVCC) $(CUDA_ARCH) -o $@ $^ -lm
 $(BUILD)/example_decode: $(BUILD)/rt/kernels/example_decode.o $(RT_HOST_OBJS) $(LIBKVQ_RT)
 	$(NVCC) $(CUDA_ARCH) -o $@ $^ -lm

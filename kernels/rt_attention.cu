@@ -84,8 +84,6 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
     const uint32_t P = g.page_tokens, H = g.n_kv_heads;
     const uint32_t tq0 = max(t0, g.n_sink), s = lane % LPT, grp = warp * TPW + lane / LPT;
     const int32_t *ptab = g.page_table + (size_t)b * g.max_pages;
-    const uint32_t *sink_k = (const uint32_t *)0;
-    (void)sink_k;
 
     /* ---- sink tokens (fp16, exact RoPE), warp 0 ---- */
     for (uint32_t t = t0; t < min(t1, g.n_sink); t++) {

@@ -21,14 +21,18 @@ double rt_student3(rt_rng *r) {
     return a / sqrt((b * b + c * c + d * d) / 3.0);
 }
 
-void rt_fill_kv(rt_rng *r, float *x, uint32_t T, uint32_t dim, uint64_t channel_seed) {
+void rt_channel_params(uint64_t channel_seed, uint32_t dim, float *off, float *sc) {
     rt_rng cr = {channel_seed};
-    float *off = malloc(dim * sizeof(float)), *sc = malloc(dim * sizeof(float));
-    if (!off || !sc) { free(off); free(sc); return; }
     for (uint32_t c = 0; c < dim; c++) {
         off[c] = (float)(0.5 * rt_normal(&cr));
         sc[c] = (float)(0.3 + rt_uniform(&cr)) * (rt_uniform(&cr) < 0.03 ? 8.0f : 1.0f);
     }
+}
+
+void rt_fill_kv(rt_rng *r, float *x, uint32_t T, uint32_t dim, uint64_t channel_seed) {
+    float *off = malloc(dim * sizeof(float)), *sc = malloc(dim * sizeof(float));
+    if (!off || !sc) { free(off); free(sc); return; }
+    rt_channel_params(channel_seed, dim, off, sc);
     for (uint32_t t = 0; t < T; t++)
         for (uint32_t c = 0; c < dim; c++)
             x[(size_t)t * dim + c] = kvq_round_f16(off[c] + sc[c] * (float)rt_student3(r));

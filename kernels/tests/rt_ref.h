@@ -8,10 +8,17 @@
 #include <stdint.h>
 #include "kvq_codebook.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rt_rng { uint64_t s; } rt_rng;
 double rt_uniform(rt_rng *r);            /* [0, 1) */
 double rt_normal(rt_rng *r);
 double rt_student3(rt_rng *r);           /* Student-t with 3 degrees of freedom (heavy tails) */
+
+/* Per-channel offset and scale of rt_fill_kv's generator for a channel seed (dim each). */
+void rt_channel_params(uint64_t channel_seed, uint32_t dim, float *off, float *sc);
 
 /* Heavy-tailed activations (T, dim): per-channel offset and scale, Student-t(3) noise, a few
  * channels 8x larger (like LLaMA's outlier channels); values rounded to fp16-representable. */
@@ -39,4 +46,7 @@ void rt_codebook_free(kvq_codebook *cb);
 void rt_ref_attention(const float *k, const float *v, uint32_t T, const float *q, uint32_t n_heads,
                       uint32_t n_kv_heads, uint32_t head_dim, const float *inv_freq, double scale, double *out);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -310,7 +310,7 @@ static void check_errors(void) {
     cudaFree(dk);
     kvq_rt_cache_free(cache);
     kvq_rt_close(rt);
-    cb.layers[0].v.bits = 5;
+    cb.layers[0].v.bits = 2;   /* fewer levels than allocated: still a valid codebook */
     CHECK(kvq_rt_open(&rt, &cb, &dims, why, sizeof why) == KVQ_ERR_UNSUPPORTED, "K/V bits differ: UNSUPPORTED");
     cb.layers[0].v.bits = 3;
     kvq_rt_close(NULL);
