@@ -228,6 +228,10 @@ START_TEST(test_validate_rejects) {
     cb.layers[0].k.half_range[0] = 0;
     ck_assert_int_eq(kvq_codebook_validate(&cb, why, sizeof why), KVQ_ERR_FORMAT);
     cb.layers[0].k.half_range[0] = 1;
+    snprintf(cb.provenance.calib_text, sizeof cb.provenance.calib_text, "latin1 \xe9.txt");
+    ck_assert_int_eq(kvq_codebook_validate(&cb, why, sizeof why), KVQ_ERR_FORMAT);  /* not UTF-8 */
+    snprintf(cb.provenance.calib_text, sizeof cb.provenance.calib_text, "utf8 \xc3\xa9.txt");
+    ck_assert_int_eq(kvq_codebook_validate(&cb, why, sizeof why), KVQ_OK);
     cb.model.head_dim = 3;   /* odd: RoPE pairs impossible */
     ck_assert_int_eq(kvq_codebook_validate(&cb, why, sizeof why), KVQ_ERR_FORMAT);
     void *buf;
