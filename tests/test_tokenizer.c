@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gguf.h"
 #include "kvq_test.h"
 #include "tokenizer.h"
 
@@ -336,6 +337,118 @@ START_TEST(test_load_for_model) {
 }
 END_TEST
 
+/* ---- SentencePiece-style tokenizer.json (Llama-2 in HF form), built from the GGUF vocabulary ---- */
+
+typedef struct { const char *s; size_t len; int32_t id; } piece_ref;
+
+static int cmp_piece(const void *a, const void *b) {
+    const piece_ref *x = a, *y = b;
+    size_t m = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, m);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int32_t find_piece(const piece_ref *sorted, size_t n, const char *s, size_t len) {
+    piece_ref key = {s, len, -1};
+    const piece_ref *r = bsearch(&key, sorted, n, sizeof key, cmp_piece);
+    return r ? r->id : -1;
+}
+
+typedef struct { float score; int32_t a, b, merged; } merge_ref;
+static int cmp_merge(const void *x, const void *y) {
+    const merge_ref *p = x, *q = y;
+    if (p->score != q->score) return p->score > q->score ? -1 : 1;
+    return p->a != q->a ? (p->a > q->a) - (p->a < q->a) : (p->b > q->b) - (p->b < q->b);
+}
+
+static void put_json_str(FILE *f, const char *s, size_t len) {
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* The conversion HF transformers applies to a SentencePiece BPE model, written out: the vocab,
+ * and as merges every split of a normal piece into two pieces, ordered by the merged piece's score
+ * (then by the parts' ids); normalizer Prepend("▁") + Replace(" " -> "▁"); BPE with byte_fallback,
+ * fuse_unk, unk "<unk>". */
+static char *llama_hf_json(const char *gguf_path, size_t *len) {
+    kvq_gguf *g = NULL;
+    char why[256];
+    ck_assert_msg(kvq_gguf_open(gguf_path, &g, why, sizeof why) == KVQ_OK, "%s", why);
+    const kvq_gguf_kv *tok, *sc, *ty;
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.tokens", KVQ_GGUF_STRING, &tok) == KVQ_OK);
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.scores", KVQ_GGUF_FLOAT32, &sc) == KVQ_OK);
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.token_type", KVQ_GGUF_INT32, &ty) == KVQ_OK);
+    size_t n = (size_t)tok->n, nm = 0, cap = 4 * n;
+    piece_ref *p = malloc(n * sizeof *p), *sorted = malloc(n * sizeof *sorted);
+    merge_ref *m = malloc(cap * sizeof *m);
+    ck_assert(p && sorted && m);
+    for (size_t i = 0; i < n; i++) {
+        kvq_gguf_arr_str(tok, i, &p[i].s, &p[i].len);
+        p[i].id = (int32_t)i;
+    }
+    memcpy(sorted, p, n * sizeof *p);
+    qsort(sorted, n, sizeof *sorted, cmp_piece);
+    for (size_t i = 0; i < n; i++) {
+        if (kvq_gguf_arr_i32(ty, i) != 1) continue;           /* normal pieces only */
+        for (size_t k = 1; k < p[i].len; k++) {
+            int32_t a = find_piece(sorted, n, p[i].s, k), b = find_piece(sorted, n, p[i].s + k, p[i].len - k);
+            if (a < 0 || b < 0) continue;
+            if (nm == cap) ck_assert((m = realloc(m, (cap *= 2) * sizeof *m)) != NULL);
+            m[nm++] = (merge_ref){kvq_gguf_arr_f32(sc, i), a, b, (int32_t)i};
+        }
+    }
+    qsort(m, nm, sizeof *m, cmp_merge);
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    ck_assert(f != NULL);
+    fputs("{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true}, {\"id\": 1, "
+          "\"content\": \"<s>\", \"special\": true}, {\"id\": 2, \"content\": \"</s>\", \"special\": true}],\n"
+          "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+          "\"\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\u2581\"}]},\n"
+          "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true, \"byte_fallback\": true,\n"
+          "\"vocab\": {", f);
+    for (size_t i = 0; i < n; i++) {
+        put_json_str(f, p[i].s, p[i].len);
+        fprintf(f, ": %zu%s", i, i + 1 < n ? ", " : "},\n\"merges\": [");
+    }
+    for (size_t i = 0; i < nm; i++) {
+        fputc('[', f);
+        put_json_str(f, p[m[i].a].s, p[m[i].a].len);
+        fputc(',', f);
+        put_json_str(f, p[m[i].b].s, p[m[i].b].len);
+        fputs(i + 1 < nm ? "], " : "]", f);
+    }
+    fputs("]}}\n", f);
+    ck_assert(fclose(f) == 0);
+    free(p);
+    free(sorted);
+    free(m);
+    kvq_gguf_close(g);
+    return buf;
+}
+
+START_TEST(test_llama_hf_json) {
+    const char *p = kvq_test_shared("models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf");
+    SKIP_NO(p, "models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf");
+    size_t len;
+    char *json = llama_hf_json(p, &len), why[256] = "";
+    kvq_tokenizer *t = NULL;
+    ck_assert_msg(kvq_tokenizer_load_json(json, len, "llama-hf.json", &t, why, sizeof why) == KVQ_OK, "%s", why);
+    /* rank-ordered merges over characters reproduce SentencePiece's score-ordered ones: the same
+     * vectors and the same ids as sentencepiece on text (HF tokenizers on this file agrees too) */
+    check_llama_vectors(t, "llama-hf.json");
+    check_file(t, "data/text/c4_sample.jsonl", 60, 51846, 0x1ccb575a8ea537ffull);
+    kvq_tokenizer_free(t);
+    free(json);
+}
+END_TEST
+
 /* ---- malformed input ---- */
 #define BYTES "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}"
 
@@ -434,6 +547,7 @@ Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_llama_spm_bin);
     tcase_add_test(tc, test_stories_vocab);
     tcase_add_test(tc, test_load_for_model);
+    tcase_add_test(tc, test_llama_hf_json);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_add_test(tc, test_malformed_json);
