@@ -115,6 +115,11 @@ $(BUILD)/bench_%: tools/bench_%.c $(LIBKVQ)
 bench: $(BENCH_BINS) $(KVQ)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
+# ---- optional models (not vendored) -----------------------------------------------------------
+.PHONY: models
+models:
+	sh tools/models.sh data/models
+
 # ---- demo ----------------------------------------------------------------------------------
 DEMO_MODEL ?= data/models/kvq-tiny-15m
 DEMO_OUT   ?= $(BUILD)/demo
@@ -127,7 +132,7 @@ install: $(KVQ)
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(KVQ) $(DESTDIR)$(PREFIX)/bin/kvq
 	install -m 644 $(LIBKVQ) $(DESTDIR)$(PREFIX)/lib/libkvq.a
-	install -m 644 format/*.h calib/*.h codebook/*.h $(DESTDIR)$(PREFIX)/include/kvq/
+	install -m 644 $(filter-out format/kvqc.h format/le.h calib/%_internal.h calib/tok_internal.h,$(wildcard format/*.h calib/*.h codebook/*.h)) $(DESTDIR)$(PREFIX)/include/kvq/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/kvq.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvq.pc
 	install -m 644 docs/kvq.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvq.1
