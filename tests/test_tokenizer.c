@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "gguf.h"
+#include "json.h"
 #include "kvq_test.h"
 #include "tokenizer.h"
 
@@ -449,6 +450,85 @@ START_TEST(test_llama_hf_json) {
 }
 END_TEST
 
+/* ---- GGUF "gpt2" vocabulary, built from kvq-tiny-15m's tokenizer.json ---- */
+
+static void gg_str(FILE *f, const char *s, size_t len) {
+    uint64_t n = len;
+    fwrite(&n, 8, 1, f);
+    fwrite(s, 1, len, f);
+}
+static void gg_key(FILE *f, const char *key, uint32_t type) {
+    gg_str(f, key, strlen(key));
+    fwrite(&type, 4, 1, f);
+}
+static void gg_arr(FILE *f, const char *key, uint32_t elem, uint64_t n) {
+    gg_key(f, key, 9);
+    fwrite(&elem, 4, 1, f);
+    fwrite(&n, 8, 1, f);
+}
+
+/* A metadata-only GGUF v3 with tokenizer.ggml.{model "gpt2", pre "gpt-2", tokens, token_type,
+ * merges} holding exactly the vocabulary and merges of the tokenizer.json at json_path. */
+static void write_gpt2_gguf(const char *json_path, const kvq_tokenizer *t, const char *out) {
+    size_t len;
+    char *text = slurp(json_path, &len), why[256];
+    kvq_json *root = NULL;
+    ck_assert_msg(kvq_json_parse(text, len, &root, why, sizeof why) == KVQ_OK, "%s", why);
+    const kvq_json *merges = kvq_json_get(kvq_json_get(root, "model"), "merges");
+    ck_assert(merges && merges->type == KVQ_JSON_ARRAY);
+    FILE *f = fopen(out, "wb");
+    ck_assert(f != NULL);
+    uint32_t version = 3, type;
+    uint64_t zero = 0, n_kv = 5, n = (uint64_t)kvq_tokenizer_vocab_size(t);
+    fwrite("GGUF", 1, 4, f);
+    fwrite(&version, 4, 1, f);
+    fwrite(&zero, 8, 1, f);
+    fwrite(&n_kv, 8, 1, f);
+    gg_key(f, "tokenizer.ggml.model", 8);
+    gg_str(f, "gpt2", 4);
+    gg_key(f, "tokenizer.ggml.pre", 8);
+    gg_str(f, "gpt-2", 5);
+    gg_arr(f, "tokenizer.ggml.tokens", 8, n);
+    for (int32_t id = 0; id < (int32_t)n; id++) {
+        size_t pl;
+        const char *pc = kvq_tokenizer_piece(t, id, &pl);
+        gg_str(f, pc, pl);
+    }
+    gg_arr(f, "tokenizer.ggml.token_type", 5, n);
+    for (int32_t id = 0; id < (int32_t)n; id++) {
+        type = id == 0 ? 3 : 1;                    /* <|endoftext|> is a control token */
+        fwrite(&type, 4, 1, f);
+    }
+    gg_arr(f, "tokenizer.ggml.merges", 8, merges->len);
+    for (size_t i = 0; i < merges->len; i++) {
+        const kvq_json *m = merges->items[i];
+        char buf[256];
+        int k = snprintf(buf, sizeof buf, "%s %s", m->items[0]->str, m->items[1]->str);
+        ck_assert(k > 0 && (size_t)k < sizeof buf);
+        gg_str(f, buf, (size_t)k);
+    }
+    long pos = ftell(f);
+    for (; pos % 32; pos++) fputc(0, f);           /* the (empty) data section is aligned */
+    ck_assert(fclose(f) == 0);
+    kvq_json_free(root);
+    free(text);
+}
+
+START_TEST(test_gguf_gpt2) {
+    const char *p = kvq_test_shared("models/kvq-tiny-15m/tokenizer.json");
+    SKIP_NO(p, "models/kvq-tiny-15m/tokenizer.json");
+    SKIP_NO(tiny, "models/kvq-tiny-15m");
+    char path[600], jp[600];
+    snprintf(jp, sizeof jp, "%s", p);
+    snprintf(path, sizeof path, "%s/tiny-gpt2.gguf", kvq_test_tmpdir());
+    write_gpt2_gguf(jp, tiny, path);
+    kvq_tokenizer *t = load_ok(path);
+    /* the same vocabulary through the GGUF path: the HF tokenizers figures of the whole file */
+    check_file(t, "data/text/wiki.test.raw", 0, 341965, 0xb0af3af6823c8aefull);
+    kvq_tokenizer_free(t);
+}
+END_TEST
+
 /* ---- malformed input ---- */
 #define BYTES "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}"
 
@@ -538,6 +618,7 @@ Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_tiny_whole_files);
     tcase_add_test(tc, test_tiny_cases);
     tcase_add_test(tc, test_tiny_roundtrip);
+    tcase_add_test(tc, test_gguf_gpt2);
     suite_add_tcase(s, tc);
     tc = tcase_create("neox");
     tcase_add_test(tc, test_neox);
