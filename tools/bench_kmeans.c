@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* figures appear as they come, also into a file */
     if (threads < 1 || n < 16) { fprintf(stderr, "bench_kmeans: bad --threads or --n\n"); return 2; }
     gen_ctx g = {malloc(n * sizeof(float)), malloc(n * sizeof(float)), n, seed};
     if (!g.x || !g.w) { fprintf(stderr, "bench_kmeans: out of memory for %zu points\n", n); return 1; }
