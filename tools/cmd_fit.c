@@ -48,8 +48,9 @@ typedef struct fit_cli {
     const char *capture, *output, *check_model;
     int json;
     kvq_fit_opts o;
-    kvq_json_out jo;
     kvq_progress prog;
+    kvq_fit_layer_report *reps;   /* (n_reps) per-layer figures, for --json */
+    uint32_t n_reps;
 } fit_cli;
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
@@ -139,18 +140,9 @@ static const char *pct(double rate, char *buf, size_t len) {
 static void on_layer(void *ctx, const kvq_fit_layer_report *r, uint32_t done, uint32_t total) {
     fit_cli *c = ctx;
     char a[32], b[32];
-    if (c->json) {
-        kvq_jo_obj(&c->jo, NULL);
-        kvq_jo_int(&c->jo, "layer", r->layer);
-        kvq_jo_num(&c->jo, "k_objective", r->k_objective);
-        kvq_jo_num(&c->jo, "v_objective", r->v_objective);
-        kvq_jo_num(&c->jo, "k_outlier_rate", r->k_outlier_rate);
-        kvq_jo_num(&c->jo, "v_outlier_rate", r->v_outlier_rate);
-        kvq_jo_int(&c->jo, "k_points", (long long)r->k_points);
-        kvq_jo_int(&c->jo, "v_points", (long long)r->v_points);
-        kvq_jo_num(&c->jo, "seconds", r->seconds);
-        kvq_jo_end(&c->jo, '}');
-    } else {
+    if (!c->reps) c->reps = calloc(total, sizeof *c->reps);
+    if (c->reps && c->n_reps < total) c->reps[c->n_reps++] = *r;
+    if (!c->json) {
         if (c->prog.enabled) fprintf(stderr, "\r\033[K");
         printf("layer %3u  K objective %.6e  V objective %.6e  outliers K %s V %s  %.2f s\n", r->layer,
                r->k_objective, r->v_objective, pct(r->k_outlier_rate, a, sizeof a),
@@ -159,6 +151,42 @@ static void on_layer(void *ctx, const kvq_fit_layer_report *r, uint32_t done, ui
     }
     c->prog.total = total;
     kvq_progress_update(&c->prog, done);
+}
+
+static const char *solver_name(kvq_kmeans_solver s) { return s == KVQ_SOLVER_EXACT ? "exact" : "lloyd"; }
+static const char *weight_name(kvq_fisher_weighting w) {
+    return w == KVQ_WEIGHT_NONE ? "none" : w == KVQ_WEIGHT_FISHER ? "fisher" : "fisher-scaled";
+}
+
+static void print_json(const fit_cli *c, const kvq_codebook *cb, double secs) {
+    kvq_json_out jo;
+    kvq_jo_begin(&jo, stdout);
+    kvq_jo_obj(&jo, NULL);
+    kvq_jo_str(&jo, "capture", c->capture);
+    kvq_jo_arr(&jo, "layers");
+    for (uint32_t i = 0; i < c->n_reps; i++) {
+        const kvq_fit_layer_report *r = &c->reps[i];
+        kvq_jo_obj(&jo, NULL);
+        kvq_jo_int(&jo, "layer", r->layer);
+        kvq_jo_num(&jo, "k_objective", r->k_objective);
+        kvq_jo_num(&jo, "v_objective", r->v_objective);
+        kvq_jo_num(&jo, "k_outlier_rate", r->k_outlier_rate);
+        kvq_jo_num(&jo, "v_outlier_rate", r->v_outlier_rate);
+        kvq_jo_int(&jo, "k_points", (long long)r->k_points);
+        kvq_jo_int(&jo, "v_points", (long long)r->v_points);
+        kvq_jo_num(&jo, "seconds", r->seconds);
+        kvq_jo_end(&jo, '}');
+    }
+    kvq_jo_end(&jo, ']');
+    kvq_jo_str(&jo, "output", c->output);
+    kvq_jo_int(&jo, "n_layers", cb->model.n_layers);
+    kvq_jo_int(&jo, "k_bits", c->o.k_bits);
+    kvq_jo_int(&jo, "v_bits", c->o.v_bits);
+    kvq_jo_str(&jo, "solver", solver_name(c->o.solver));
+    kvq_jo_str(&jo, "weighting", weight_name(c->o.weighting));
+    kvq_jo_num(&jo, "seconds", secs);
+    kvq_jo_end(&jo, '}');
+    kvq_jo_finish(&jo);
 }
 
 /* --check-model: the capture's model must be the one the given codebook is for. */
@@ -188,44 +216,30 @@ int kvq_cmd_fit(int argc, char **argv) {
         int rc = check_model(&c);
         if (rc != KVQ_EXIT_OK) return rc;
     }
-    if (c.json) {
-        kvq_jo_begin(&c.jo, stdout);
-        kvq_jo_obj(&c.jo, NULL);
-        kvq_jo_str(&c.jo, "capture", c.capture);
-        kvq_jo_arr(&c.jo, "layers");
-    }
     double t0 = kvq_now();
     kvq_progress_start(&c.prog, "fit", "layers", 0);
     kvq_codebook cb;
     char why[512] = "";
     kvq_status st = kvq_fit_capture(c.capture, &c.o, on_layer, &c, &cb, why, sizeof why);
     kvq_progress_end(&c.prog);
-    if (st != KVQ_OK) return kvq_report("fit", st, c.capture, why);
+    if (st != KVQ_OK) {
+        free(c.reps);
+        return kvq_report("fit", st, c.capture, why);
+    }
+    errno = 0;
     st = kvq_codebook_write(c.output, &cb);
     if (st != KVQ_OK) {
         kvq_codebook_free(&cb);
-        return kvq_report("fit", st, c.output, "writing the codebook");
+        free(c.reps);
+        return kvq_report("fit", st, c.output, st == KVQ_ERR_IO ? strerror(errno) : "writing the codebook");
     }
     double secs = kvq_now() - t0;
-    if (c.json) {
-        kvq_jo_end(&c.jo, ']');
-        kvq_jo_str(&c.jo, "output", c.output);
-        kvq_jo_int(&c.jo, "n_layers", cb.model.n_layers);
-        kvq_jo_int(&c.jo, "k_bits", c.o.k_bits);
-        kvq_jo_int(&c.jo, "v_bits", c.o.v_bits);
-        kvq_jo_str(&c.jo, "solver", c.o.solver == KVQ_SOLVER_EXACT ? "exact" : "lloyd");
-        kvq_jo_str(&c.jo, "weighting", c.o.weighting == KVQ_WEIGHT_NONE ? "none"
-                                       : c.o.weighting == KVQ_WEIGHT_FISHER ? "fisher" : "fisher-scaled");
-        kvq_jo_num(&c.jo, "seconds", secs);
-        kvq_jo_end(&c.jo, '}');
-        kvq_jo_finish(&c.jo);
-    } else {
+    if (c.json) print_json(&c, &cb, secs);
+    else
         printf("wrote %s: %u layers, K %u bits, V %u bits, %s solver, %s weights, %u samples, %.1f s\n",
-               c.output, cb.model.n_layers, c.o.k_bits, c.o.v_bits,
-               c.o.solver == KVQ_SOLVER_EXACT ? "exact" : "lloyd",
-               c.o.weighting == KVQ_WEIGHT_NONE ? "unit" : c.o.weighting == KVQ_WEIGHT_FISHER ? "Fisher" : "Fisher*r^2",
-               cb.provenance.samples, secs);
-    }
+               c.output, cb.model.n_layers, c.o.k_bits, c.o.v_bits, solver_name(c.o.solver),
+               weight_name(c.o.weighting), cb.provenance.samples, secs);
     kvq_codebook_free(&cb);
+    free(c.reps);
     return KVQ_EXIT_OK;
 }
