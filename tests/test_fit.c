@@ -3,6 +3,7 @@
  * outlier count rule, sink exclusion, the key outlier cap, Q-Norm moments, one whole layer (data
  * checks, Fisher requirement, outlier rates against the quantization reference) and determinism. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
