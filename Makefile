@@ -115,6 +115,11 @@ $(BUILD)/bench_%: tools/bench_%.c $(LIBKVQ)
 bench: $(BENCH_BINS) $(KVQ)
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
+# ---- optional models (not vendored) -----------------------------------------------------------
+.PHONY: models
+models:
+	sh tools/models.sh data/models
+
 # ---- demo ----------------------------------------------------------------------------------
 DEMO_MODEL ?= data/models/kvq-tiny-15m
 DEMO_OUT   ?= $(BUILD)/demo

@@ -53,6 +53,10 @@ typedef struct kvq_model {
     const float *final_norm;    /* (hidden) */
     const float *lm_head;       /* (vocab, hidden); == tok_embed when tied */
     char path[1024];            /* what was loaded */
+    char format[16];            /* "hf", "gguf" or "llama2c" */
+    char dtype[64];             /* element types on disk, e.g. "BF16" or "Q4_1+F32" */
+    size_t bytes_mapped;        /* fp32 weight bytes used in place from the mapped file(s) */
+    size_t bytes_owned;         /* fp32 weight bytes converted or permuted into owned buffers */
     struct kvq_model_storage *storage; /* loader-private: mappings and owned buffers */
 } kvq_model;
 
@@ -68,6 +72,8 @@ void kvq_model_free(kvq_model *m);          /* accepts NULL and zeroed structs *
  * per layer attn_norm wq wk wv wo [bq bk bv] mlp_norm w_gate w_up w_down, final_norm, lm_head if
  * untied); high 32 bits: CRC-32C over the canonical config fields. */
 uint64_t kvq_model_fingerprint(const kvq_model *m);
+/* Number of distinct parameters (lm_head counted once when tied; biases included). */
+uint64_t kvq_model_n_params(const kvq_model *m);
 /* Fill the identity block a codebook stores. */
 void kvq_model_identity_of(const kvq_model *m, kvq_model_identity *id);
 

@@ -56,6 +56,65 @@ kvq_status kvq_tok_normalize(const kvq_tokenizer *t, const char *s, size_t len, 
     return KVQ_OK;
 }
 
+/* SPM: can merges of adjacent symbols, starting from single characters, make piece id? Only if
+ * it is one character or splits into two pieces that can be made (shorter ones, decided first). */
+static int spm_formable(const kvq_tokenizer *t, const uint8_t *made, int32_t id) {
+    const char *p = kvq_tok_piece(t, id);
+    uint32_t len = t->len[id], cl;
+    uint32_t cp;
+    cl = (uint32_t)kvq_utf8_next(p, len, &cp);
+    if (cl == len) return 1;
+    if (t->type && !(t->type[id] == KVQ_TOKT_NORMAL || t->type[id] == KVQ_TOKT_USER) && !t->spm_any_piece)
+        return 0;
+    for (uint32_t k = cl; k < len; k += cl) {
+        int32_t a = kvq_tok_lookup(t, p, k), b = kvq_tok_lookup(t, p + k, len - k);
+        if (a >= 0 && b >= 0 && made[a] && made[b]) return 1;
+        cl = (uint32_t)kvq_utf8_next(p + k, len - k, &cp);
+    }
+    return 0;
+}
+
+static const kvq_tokenizer *by_len_tok;   /* qsort has no context argument in C11 */
+static int by_len(const void *a, const void *b) {
+    uint32_t x = by_len_tok->len[*(const int32_t *)a], y = by_len_tok->len[*(const int32_t *)b];
+    return (x > y) - (x < y);
+}
+
+/* Barrier bytes: ASCII bytes that no merge can put into a longer symbol (BPE: in no merge result;
+ * SPM: in no piece that merges can make). A BPE barrier must also be a token itself, so that no
+ * unk is fused across it, and ignore_merges (whole-word lookups) turns barriers off. */
+static kvq_status find_barriers(kvq_tokenizer *t) {
+    uint8_t *made = calloc((size_t)t->n_vocab, 1);
+    if (!made) return KVQ_ERR_NOMEM;
+    if (t->model == KVQ_TOK_MODEL_BPE) {
+        for (size_t i = 0; i < t->merges.cap; i++)
+            if (t->merges.slot[i].key != UINT64_MAX) made[t->merges.slot[i].id] = 1;
+    } else {   /* shortest pieces first: their halves are decided before them */
+        int32_t *order = malloc((size_t)t->n_vocab * sizeof *order);
+        if (!order) { free(made); return KVQ_ERR_NOMEM; }
+        size_t n = 0;
+        for (int32_t id = 0; id < t->n_vocab; id++)
+            if (t->len[id] != UINT32_MAX) order[n++] = id;
+        by_len_tok = t;
+        qsort(order, n, sizeof *order, by_len);
+        for (size_t i = 0; i < n; i++) made[order[i]] = (uint8_t)spm_formable(t, made, order[i]);
+        free(order);
+    }
+    memset(t->barrier, 1, sizeof t->barrier);
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        for (uint32_t k = 0; made[id] && t->len[id] > 1 && k < t->len[id]; k++) {
+            unsigned char c = (unsigned char)t->arena[t->off[id] + k];
+            if (c < 128) t->barrier[c] = 0;
+        }
+    free(made);
+    if (t->model == KVQ_TOK_MODEL_BPE)
+        for (int c = 0; c < 128; c++) {
+            char ch = (char)c;
+            t->barrier[c] &= (uint8_t)(!t->ignore_merges && kvq_tok_lookup(t, &ch, 1) >= 0);
+        }
+    return KVQ_OK;
+}
+
 kvq_status kvq_tok_finish(kvq_tokenizer *t) {
     memset(t->added_first, 0, sizeof t->added_first);
     for (size_t i = 0; i < t->n_added; i++) {
@@ -76,7 +135,7 @@ kvq_status kvq_tok_finish(kvq_tokenizer *t) {
         }
         if (t->added[i].len) t->added_first[(unsigned char)t->arena[t->added[i].off]] |= (uint8_t)(1u << t->added[i].normalized);
     }
-    return KVQ_OK;
+    return find_barriers(t);
 }
 
 /* ---- encoding ---- */
@@ -110,8 +169,18 @@ static kvq_status bytelevel_segment(encoder *e, const char *s, size_t len) {
 static kvq_status encode_text(encoder *e, const char *s, size_t len) {
     const kvq_tokenizer *t = e->t;
     if (!len) return KVQ_OK;
-    if (t->model == KVQ_TOK_MODEL_SPM) return kvq_tok_spm_piece(t, &e->sc, s, len, &e->out);
-    if (!t->byte_level) return kvq_tok_bpe_word(t, &e->sc, s, len, &e->out);
+    if (!t->byte_level) {                     /* one long word: cut it at barrier bytes */
+        kvq_status st = KVQ_OK;
+        size_t start = 0;
+        for (size_t i = 0; i <= len && !st; i++) {
+            if (i < len && !((unsigned char)s[i] < 128 && t->barrier[(unsigned char)s[i]])) continue;
+            size_t end = i < len ? i + 1 : len;
+            st = t->model == KVQ_TOK_MODEL_SPM ? kvq_tok_spm_piece(t, &e->sc, s + start, end - start, &e->out)
+                                               : kvq_tok_bpe_word(t, &e->sc, s + start, end - start, &e->out);
+            start = end;
+        }
+        return st;
+    }
     if (!t->split_digits) return bytelevel_segment(e, s, len);
     size_t start = 0;                         /* Digits(individual_digits): each digit alone */
     for (size_t i = 0; i < len;) {

@@ -87,17 +87,14 @@ kvq_status kvq_tok_build_map(kvq_tokenizer *t) {
     t->map.slot = malloc(cap * sizeof *t->map.slot);
     if (!t->map.slot) return KVQ_ERR_NOMEM;
     t->map.cap = cap;
-    for (size_t i = 0; i < cap; i++) t->map.slot[i] = -1;
+    for (size_t i = 0; i < cap; i++) t->map.slot[i].id = -1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
-        if (t->len[id] == UINT32_MAX) continue;
-        const char *s = kvq_tok_piece(t, id);
-        size_t h = (size_t)hash_bytes(s, t->len[id]) & (cap - 1);
-        int dup = 0;
-        for (; t->map.slot[h] >= 0; h = (h + 1) & (cap - 1)) {
-            int32_t o = t->map.slot[h];
-            if (t->len[o] == t->len[id] && !memcmp(kvq_tok_piece(t, o), s, t->len[id])) { dup = 1; break; }
-        }
-        if (!dup) t->map.slot[h] = id;
+        if (t->len[id] == UINT32_MAX || kvq_tok_lookup(t, kvq_tok_piece(t, id), t->len[id]) >= 0)
+            continue;                                     /* duplicate texts keep the lowest id */
+        uint64_t h = hash_bytes(kvq_tok_piece(t, id), t->len[id]);
+        size_t i = (size_t)h & (cap - 1);
+        while (t->map.slot[i].id >= 0) i = (i + 1) & (cap - 1);
+        t->map.slot[i] = (kvq_tok_strslot){id, (uint32_t)(h >> 32)};
     }
     return KVQ_OK;
 }
@@ -105,9 +102,12 @@ kvq_status kvq_tok_build_map(kvq_tokenizer *t) {
 int32_t kvq_tok_lookup(const kvq_tokenizer *t, const char *s, size_t len) {
     if (!t->map.cap) return -1;
     size_t m = t->map.cap - 1;
-    for (size_t h = (size_t)hash_bytes(s, len) & m; t->map.slot[h] >= 0; h = (h + 1) & m) {
-        int32_t id = t->map.slot[h];
-        if (t->len[id] == len && !memcmp(kvq_tok_piece(t, id), s, len)) return id;
+    uint64_t h = hash_bytes(s, len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (size_t i = (size_t)h & m; t->map.slot[i].id >= 0; i = (i + 1) & m) {
+        int32_t id = t->map.slot[i].id;
+        if (t->map.slot[i].tag == tag && t->len[id] == len && !memcmp(kvq_tok_piece(t, id), s, len))
+            return id;
     }
     return -1;
 }

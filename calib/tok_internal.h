@@ -14,8 +14,9 @@ typedef struct { int32_t *v; size_t n, cap; } kvq_tok_ids;
 kvq_status kvq_tok_ids_push(kvq_tok_ids *o, int32_t id);
 
 /* ---- string -> id (open addressing over the tokenizer's own piece storage) ---- */
+typedef struct { int32_t id; uint32_t tag; } kvq_tok_strslot;   /* id -1: empty; tag: hash bits */
 typedef struct {
-    int32_t *slot;          /* (cap) id, or -1 when empty */
+    kvq_tok_strslot *slot;  /* (cap) */
     size_t cap;             /* power of two */
 } kvq_tok_strmap;
 
@@ -66,6 +67,8 @@ struct kvq_tokenizer {
     int spm_replace;        /* replace ' ' with space_sym */
     char space_sym[8];      /* what spaces become ("▁"; " " in llama2.c files), NUL-terminated */
     uint8_t added_first[256]; /* bit 0/1: a raw / normalized added token starts with this byte */
+    uint8_t barrier[128];   /* ASCII bytes in no token longer than one byte: no merge crosses
+                             * them, so long pieces are encoded barrier to barrier (speed only) */
     int spm_any_piece;      /* SPM merges may form any piece (llama2.c), else normal/user only */
     int adds_bos;
     char desc[160];
@@ -94,7 +97,8 @@ kvq_status kvq_tok_build_map(kvq_tokenizer *t);
 int32_t kvq_tok_lookup(const kvq_tokenizer *t, const char *s, size_t len);   /* -1 if absent */
 /* Fill byte_tok from "<0xXX>" pieces (-1 where absent). */
 void kvq_tok_find_byte_tokens(kvq_tokenizer *t);
-/* After a loader: normalize the normalized added tokens, index added tokens by first byte. */
+/* After a loader: normalize the normalized added tokens, index added tokens by first byte, find
+ * the barrier bytes. */
 kvq_status kvq_tok_finish(kvq_tokenizer *t);
 /* The normalizer (NFC, space_sym prefix and replacement) of one text piece into a malloc'ed
  * buffer; *out == NULL (and nothing allocated) when the piece needs no change. */
@@ -131,6 +135,7 @@ kvq_status kvq_tok_load_hfjson(kvq_tokenizer *t, const char *json, size_t len, c
                                char *why, size_t why_len);
 kvq_status kvq_tok_load_llama2c(kvq_tokenizer *t, const unsigned char *buf, size_t len,
                                 const char *name, char *why, size_t why_len);
+kvq_status kvq_tok_load_gguf(kvq_tokenizer *t, const char *path, char *why, size_t why_len);
 
 /* ---- Unicode (calib/tok_unicode.c) ---- */
 /* Decode one code point at s[0..len); sets *cp (a stray byte b gives 0x110000 + b) and returns the

@@ -114,7 +114,7 @@ kvq_status kvq_tokenizer_load(const char *path, kvq_tokenizer **out, char *why, 
     kvq_tokenizer *t = calloc(1, sizeof *t);
     if (!t) { free(buf); return KVQ_ERR_NOMEM; }
     if (len >= 4 && !memcmp(buf, "GGUF", 4)) {
-        st = FAIL(KVQ_ERR_UNSUPPORTED, "%s: GGUF vocabularies are not readable yet", path);
+        st = kvq_tok_load_gguf(t, path, why, why_len);
     } else if (i < len && buf[i] == '{') {
         st = kvq_tok_load_hfjson(t, buf, len, path, why, why_len);
         if (!st) st = read_config(t, path, why, why_len);

@@ -112,9 +112,10 @@ kvq_status kvq_tok_load_llama2c(kvq_tokenizer *t, const unsigned char *buf, size
     memcpy(t->space_sym, " ", 2);
     t->spm_prefix = 1;
     t->spm_any_piece = 1;
-    t->unk = kvq_tok_lookup(t, "<unk>", 5);
-    t->bos = kvq_tok_lookup(t, "<s>", 3);
-    t->eos = kvq_tok_lookup(t, "</s>", 4);
+    /* llama2.c's fixed ids (run.c); its exports spell BOS/EOS "\n<s>\n" and "\n</s>\n" */
+    t->unk = 0;
+    t->bos = n > 1 ? 1 : -1;
+    t->eos = n > 2 ? 2 : -1;
     t->adds_bos = 1;                                /* llama2.c run.c encodes with bos=1 */
     if ((st = kvq_tok_finish(t))) return FAIL(st, "%s: %s", name, kvq_status_message(st));
     snprintf(t->desc, sizeof t->desc, "llama2.c tokenizer.bin (SentencePiece scores), %d tokens", (int)n);

@@ -255,7 +255,7 @@ static kvq_status check_layout(pctx *c, uint64_t data_offset, uint64_t file_size
             return fail(c, KVQ_ERR_OVERLAP, "entry '%.*s': payload at %llu, expected %llu (%s)", nl,
                         e->name, (unsigned long long)e->offset, (unsigned long long)expect,
                         e->offset < expect ? "overlaps the previous one" : "leaves a hole");
-        if (e->size > file_size - e->offset)
+        if (e->offset > file_size || e->size > file_size - e->offset)
             return fail(c, KVQ_ERR_BOUNDS, "entry '%.*s': payload [%llu, +%llu) ends past file_size %llu",
                         nl, e->name, (unsigned long long)e->offset, (unsigned long long)e->size,
                         (unsigned long long)file_size);
@@ -282,7 +282,7 @@ static kvq_status check_layout(pctx *c, uint64_t data_offset, uint64_t file_size
 static kvq_status parse_fixed(pctx *c, kvq_codebook_file_info *fi, unsigned flags) {
     const unsigned char *b = c->b;
     size_t n = c->len < KVQC_MAGIC_LEN ? c->len : KVQC_MAGIC_LEN;
-    if (memcmp(b, KVQC_MAGIC, n))
+    if (n && memcmp(b, KVQC_MAGIC, n))
         return fail(c, KVQ_ERR_MAGIC, "first bytes are not the .kvqc magic 89 4B 56 51 0D 0A 1A 0A");
     if (c->len < KVQC_FIXED)
         return fail(c, KVQ_ERR_TRUNCATED, "%zu bytes, shorter than the 64-byte header", c->len);

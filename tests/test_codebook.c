@@ -13,9 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include "json.h"
 #include "kvq_codebook.h"
 #include "kvq_half.h"
 #include "kvq_test.h"
+
+#define KVQ_GOLDEN_NO_MAIN
+#include "golden/make_golden.c"   /* golden_codebook, golden_cases, golden_variant */
 
 /* ---- a random valid codebook ---- */
 static uint64_t rng_state;
@@ -381,6 +387,114 @@ START_TEST(test_atomic_rename_fails) {
 }
 END_TEST
 
+/* ---- golden files (tests/golden/, made by make_golden.c; run from the repository root) ---- */
+static void *golden_valid(size_t *len) {
+    kvq_codebook cb;
+    golden_codebook(&cb);
+    void *buf;
+    ck_assert_int_eq(kvq_codebook_serialize(&cb, &buf, len), KVQ_OK);
+    kvq_codebook_free(&cb);
+    return buf;
+}
+
+START_TEST(test_golden_files) {
+    size_t vlen;
+    unsigned char *valid = golden_valid(&vlen);
+    for (int i = 0; i < GOLDEN_N; i++) {
+        const golden_case *g = &golden_cases[i];
+        char path[512], why[256];
+        snprintf(path, sizeof path, "tests/golden/%s", g->file);
+        size_t n, gn;
+        char *file = slurp(path, &n);
+        ck_assert_msg(file != NULL, "%s missing (tests run from the repository root)", path);
+        unsigned char *gen = golden_variant(i, valid, vlen, &gn);
+        ck_assert_msg(gen && gn == n && !memcmp(gen, file, n),
+                      "%s differs from what make_golden.c generates: regenerate it", path);
+        kvq_codebook cb;
+        kvq_status st = kvq_codebook_parse(file, n, &cb, why, sizeof why);
+        ck_assert_msg(st == g->expect, "%s (%s): got %s (%s), expected %s", g->file, g->what,
+                      kvq_status_name(st), why, kvq_status_name(g->expect));
+        if (st) ck_assert_msg(why[0] != 0, "%s: no message", g->file);
+        kvq_codebook_free(&cb);
+        /* the same through the file reader */
+        ck_assert_int_eq(kvq_codebook_read(path, &cb, why, sizeof why), g->expect);
+        if (g->expect == KVQ_OK) {
+            kvq_codebook ref;
+            golden_codebook(&ref);
+            same_codebook(&ref, &cb);
+            kvq_codebook_free(&ref);
+        }
+        kvq_codebook_free(&cb);
+        free(file);
+        free(gen);
+    }
+    free(valid);
+}
+END_TEST
+
+START_TEST(test_every_truncation_and_byte_flip) {
+    size_t len;
+    unsigned char *valid = golden_valid(&len);
+    kvq_codebook cb;
+    char why[256];
+    for (size_t n = 0; n < len; n++) {
+        kvq_status st = kvq_codebook_parse(valid, n, &cb, why, sizeof why);
+        ck_assert_msg(st != KVQ_OK, "truncation to %zu bytes accepted", n);
+    }
+    /* every byte is covered by a CRC, or is a checked zero, or is a CRC: flipping any one bit of
+     * any byte must be rejected */
+    for (size_t i = 0; i < len; i++) {
+        valid[i] ^= 0x10;
+        kvq_status st = kvq_codebook_parse(valid, len, &cb, why, sizeof why);
+        ck_assert_msg(st != KVQ_OK, "bit flip at byte %zu accepted", i);
+        valid[i] ^= 0x10;
+    }
+    ck_assert_int_eq(kvq_codebook_parse(valid, len, &cb, why, sizeof why), KVQ_OK);
+    kvq_codebook_free(&cb);
+    free(valid);
+}
+END_TEST
+
+/* `kvq inspect` on the golden files: exit 0 on the valid ones, kvq_exit_code(status) (3 = bad
+ * input) on the others, and --json output that is one valid JSON document. */
+static int run_kvq(const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "\"%s\" %s", getenv("KVQ_BIN"), args);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+START_TEST(test_inspect_exit_codes) {
+    if (!getenv("KVQ_BIN")) {
+        fprintf(stderr, "SKIP %s: KVQ_BIN not set (make test sets it)\n", __func__);
+        return;
+    }
+    for (int i = 0; i < GOLDEN_N; i++) {
+        char args[512];
+        snprintf(args, sizeof args, "inspect tests/golden/%s >/dev/null 2>&1", golden_cases[i].file);
+        int want = golden_cases[i].expect == KVQ_OK ? 0 : 3;
+        ck_assert_msg(run_kvq(args) == want, "kvq %s: expected exit %d", args, want);
+    }
+    ck_assert_int_eq(run_kvq("inspect tests/golden/no_such_file.kvqc 2>/dev/null"), 4);
+    ck_assert_int_eq(run_kvq("inspect 2>/dev/null"), 2);
+    ck_assert_int_eq(run_kvq("inspect --help >/dev/null"), 0);
+    char out[600], args[1024], why[256];
+    snprintf(out, sizeof out, "%s/inspect.json", kvq_test_tmpdir());
+    snprintf(args, sizeof args, "inspect --json tests/golden/valid.kvqc > %s", out);
+    ck_assert_int_eq(run_kvq(args), 0);
+    size_t n;
+    char *text = slurp(out, &n);
+    kvq_json *j;
+    ck_assert_msg(kvq_json_parse(text, n, &j, why, sizeof why) == KVQ_OK, "inspect --json: %s", why);
+    long long n_layers;
+    ck_assert(kvq_json_get_int(kvq_json_get(j, "model"), "n_layers", &n_layers) && n_layers == 2);
+    const kvq_json *layers = kvq_json_get(j, "layers");
+    ck_assert(layers && layers->type == KVQ_JSON_ARRAY && layers->len == 2);
+    kvq_json_free(j);
+    free(text);
+}
+END_TEST
+
 static Suite *codebook_suite(void) {
     Suite *s = suite_create("codebook");
     TCase *tc = tcase_create("struct");
@@ -396,6 +510,11 @@ static Suite *codebook_suite(void) {
     tcase_add_test(tw, test_atomic_disk_full);
     tcase_add_test(tw, test_atomic_rename_fails);
     suite_add_tcase(s, tw);
+    TCase *tg = tcase_create("golden");
+    tcase_add_test(tg, test_golden_files);
+    tcase_add_test(tg, test_every_truncation_and_byte_flip);
+    tcase_add_test(tg, test_inspect_exit_codes);
+    suite_add_tcase(s, tg);
     return s;
 }
 

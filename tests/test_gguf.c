@@ -1,12 +1,14 @@
 /* test_gguf.c — the GGUF reader (calib/gguf.h): metadata getters and the tensor table on the
  * shared stories260K.gguf and the llama SPM vocabulary file (expected values read independently
  * with the Python `gguf` package 0.19, GGUFReader), and rejection of malformed files built here
- * byte by byte (truncation at every offset, bad counts, bad offsets, overlaps). */
+ * byte by byte (truncation at every offset, bad counts, bad offsets, overlaps); dequantization
+ * of hand-built Q8_0/Q4_0/Q4_1 blocks against values worked out by hand from the block layout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gguf.h"
+#include "gguf_quant.h"
 #include "kvq_test.h"
 
 /* ---- a tiny GGUF writer for hand-built files ------------------------------------------- */
@@ -197,6 +199,62 @@ START_TEST(test_open_missing) {
 }
 END_TEST
 
+
+/* Scales are exact fp16 values (0x3800 = 0.5, 0x4000 = 2, 0x3400 = 0.25, 0xBC00 = -1), so every
+ * expected value below is exact and compared with ==. */
+START_TEST(test_q8_0_block) {
+    unsigned char b[2 * 34];
+    b[0] = 0x00; b[1] = 0x38;                          /* d = 0.5 */
+    for (int i = 0; i < 32; i++) b[2 + i] = (unsigned char)(int8_t)(i * 8 - 128);  /* q = -128, -120, ... 120 */
+    b[34] = 0x00; b[35] = 0x40;                        /* d = 2 */
+    for (int i = 0; i < 32; i++) b[36 + i] = (unsigned char)(int8_t)(i - 16);
+    float x[64];
+    ck_assert_int_eq(kvq_ggml_to_f32(KVQ_GGML_Q8_0, b, 64, x), KVQ_OK);
+    ck_assert(x[0] == -64.0f && x[1] == -60.0f && x[31] == 60.0f);
+    ck_assert(x[32] == -32.0f && x[48] == 0.0f && x[63] == 30.0f);
+}
+END_TEST
+
+START_TEST(test_q4_0_block) {
+    unsigned char b[18];
+    b[0] = 0x00; b[1] = 0x40;                          /* d = 2 */
+    for (int i = 0; i < 16; i++) b[2 + i] = (unsigned char)(i | ((15 - i) << 4));
+    float x[32];
+    ck_assert_int_eq(kvq_ggml_to_f32(KVQ_GGML_Q4_0, b, 32, x), KVQ_OK);
+    for (int i = 0; i < 16; i++) {
+        ck_assert_msg(x[i] == (float)((i - 8) * 2), "low nibble %d: %g", i, x[i]);             /* elements 0..15 */
+        ck_assert_msg(x[16 + i] == (float)((15 - i - 8) * 2), "high nibble %d: %g", i, x[16 + i]); /* 16..31 */
+    }
+}
+END_TEST
+
+START_TEST(test_q4_1_block) {
+    unsigned char b[20];
+    b[0] = 0x00; b[1] = 0x34;                          /* d = 0.25 */
+    b[2] = 0x00; b[3] = 0xBC;                          /* m = -1 */
+    for (int i = 0; i < 16; i++) b[4 + i] = (unsigned char)((i & 15) | (((i * 7) & 15) << 4));
+    float x[32];
+    ck_assert_int_eq(kvq_ggml_to_f32(KVQ_GGML_Q4_1, b, 32, x), KVQ_OK);
+    ck_assert(x[0] == -1.0f && x[1] == -0.75f && x[15] == 2.75f);   /* q*0.25 - 1 */
+    ck_assert(x[16] == -1.0f && x[17] == 0.75f && x[31] == (float)((15 * 7) & 15) * 0.25f - 1.0f);
+}
+END_TEST
+
+START_TEST(test_half_payloads_and_errors) {
+    const unsigned char f16[4] = {0x00, 0x3C, 0x00, 0xC0};   /* 1, -2 */
+    const unsigned char bf16[4] = {0x80, 0x3F, 0x40, 0xC0};  /* 1, -3 */
+    float x[32];
+    ck_assert(kvq_ggml_to_f32(KVQ_GGML_F16, f16, 2, x) == KVQ_OK && x[0] == 1.0f && x[1] == -2.0f);
+    ck_assert(kvq_ggml_to_f32(KVQ_GGML_BF16, bf16, 2, x) == KVQ_OK && x[0] == 1.0f && x[1] == -3.0f);
+    unsigned char q[34] = {0};
+    ck_assert_int_eq(kvq_ggml_to_f32(KVQ_GGML_Q8_0, q, 16, x), KVQ_ERR_SHAPE);
+    ck_assert_int_eq(kvq_ggml_to_f32(6 /* Q5_0 */, q, 32, x), KVQ_ERR_DTYPE);
+    ck_assert(!kvq_ggml_can_convert(12) && kvq_ggml_can_convert(KVQ_GGML_Q4_1));
+    ck_assert_str_eq(kvq_ggml_type_name(KVQ_GGML_Q4_1), "Q4_1");
+    ck_assert_str_eq(kvq_ggml_type_name(999), "unknown");
+}
+END_TEST
+
 static Suite *gguf_suite(void) {
     Suite *s = suite_create("gguf");
     TCase *tc = tcase_create("core");
@@ -207,6 +265,10 @@ static Suite *gguf_suite(void) {
     tcase_add_test(tc, test_stories_gguf);
     tcase_add_test(tc, test_vocab_gguf);
     tcase_add_test(tc, test_open_missing);
+    tcase_add_test(tc, test_q8_0_block);
+    tcase_add_test(tc, test_q4_0_block);
+    tcase_add_test(tc, test_q4_1_block);
+    tcase_add_test(tc, test_half_payloads_and_errors);
     suite_add_tcase(s, tc);
     return s;
 }
