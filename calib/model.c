@@ -9,6 +9,11 @@
 #include "crc32c.h"
 #include "model_internal.h"
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
 kvq_status kvq_model_load(const char *path, kvq_model *out, char *why, size_t why_len) {
     if (!path || !out || !why) return KVQ_ERR_ARG;
     memset(out, 0, sizeof *out);
@@ -21,6 +26,9 @@ kvq_status kvq_model_load(const char *path, kvq_model *out, char *why, size_t wh
     kvq_status s;
     if (S_ISDIR(st.st_mode)) {
         s = kvq_load_hf(path, out, why, why_len);
+    } else if (ends_with(path, ".safetensors") || ends_with(path, ".json")) {
+        snprintf(why, why_len, "%s: pass the Hugging Face model directory, not one of its files", path);
+        return KVQ_ERR_ARG;
     } else {
         char magic[4] = {0};
         FILE *f = fopen(path, "rb");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kvq_codebook.h"
+#include "kvqc.h"
 
 static kvq_status fail(kvq_status s, char *why, size_t why_len, const char *fmt, ...) {
     if (why && why_len) {
@@ -102,7 +103,11 @@ kvq_status kvq_codebook_alloc(kvq_codebook *cb, uint32_t n_layers, uint32_t kv_d
 
 /* ---- validation ---- */
 
-static int terminated(const char *s, size_t cap) { return memchr(s, 0, cap) != NULL; }
+/* NUL-terminated within its field and UTF-8, so that the file can store it (docs/format.md §1). */
+static int terminated(const char *s, size_t cap) {
+    const char *end = memchr(s, 0, cap);
+    return end && kvqc_utf8_ok((const unsigned char *)s, (size_t)(end - s));
+}
 
 static kvq_status check_values(const float *a, size_t n, int positive, const char *what,
                                uint32_t layer, char tc, char *why, size_t why_len) {
@@ -162,7 +167,7 @@ static kvq_status validate_tensor(const kvq_tensor_codebook *t, uint32_t layer, 
 
 static kvq_status validate_model(const kvq_model_identity *m, char *why, size_t why_len) {
     if (!terminated(m->architecture, sizeof m->architecture) || !m->architecture[0])
-        return fail(KVQ_ERR_FORMAT, why, why_len, "model architecture empty or not terminated");
+        return fail(KVQ_ERR_FORMAT, why, why_len, "model architecture empty, not terminated or not UTF-8");
     if (m->n_layers < 1 || m->n_layers > KVQ_MAX_LAYERS)
         return fail(KVQ_ERR_FORMAT, why, why_len, "n_layers = %u not in 1..%d", m->n_layers, KVQ_MAX_LAYERS);
     if (m->n_heads < 1 || m->n_kv_heads < 1 || m->head_dim < 1 || m->head_dim % 2 ||
@@ -188,7 +193,7 @@ static kvq_status validate_provenance(const kvq_provenance *p, char *why, size_t
     if (!terminated(p->tool_version, sizeof p->tool_version) ||
         !terminated(p->calib_text, sizeof p->calib_text) ||
         !terminated(p->calib_text_sha256, sizeof p->calib_text_sha256))
-        return fail(KVQ_ERR_FORMAT, why, why_len, "provenance string not terminated");
+        return fail(KVQ_ERR_FORMAT, why, why_len, "provenance string not terminated or not UTF-8");
     if (p->weighting != KVQ_WEIGHT_NONE && p->weighting != KVQ_WEIGHT_FISHER &&
         p->weighting != KVQ_WEIGHT_FISHER_SCALED)
         return fail(KVQ_ERR_FORMAT, why, why_len, "provenance weighting %d unknown", (int)p->weighting);

@@ -66,23 +66,6 @@ static kvq_status rd_u64(pctx *c, uint64_t *v, const char *what) {
     return st;
 }
 
-static int utf8_ok(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned char x = s[i];
-        size_t k = x < 0x80 ? 0 : (x & 0xE0) == 0xC0 ? 1 : (x & 0xF0) == 0xE0 ? 2 : (x & 0xF8) == 0xF0 ? 3 : 9;
-        if (x == 0 || k == 9 || k > n - i - 1) return 0;
-        uint32_t cp = k == 0 ? x : k == 1 ? x & 0x1Fu : k == 2 ? x & 0x0Fu : x & 0x07u;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-            cp = cp << 6 | (s[i + j] & 0x3Fu);
-        }
-        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* A string; as_name: 1..255 printable ASCII (keys, entry names), else UTF-8 without NUL. */
 static kvq_status rd_str(pctx *c, const char **s, size_t *n, int as_name, const char *what) {
     uint32_t len;
@@ -98,7 +81,7 @@ static kvq_status rd_str(pctx *c, const char **s, size_t *n, int as_name, const 
         for (uint32_t i = 0; i < len; i++)
             if (p[i] < 0x21 || p[i] > 0x7E)
                 return fail(c, KVQ_ERR_FORMAT, "%s at offset %zu: byte 0x%02x in a name", what, at, p[i]);
-    } else if (!utf8_ok(p, len)) {
+    } else if (!kvqc_utf8_ok(p, len)) {
         return fail(c, KVQ_ERR_FORMAT, "%s at offset %zu: string is not UTF-8 without NUL", what, at);
     }
     *s = (const char *)p;

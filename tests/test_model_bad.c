@@ -352,6 +352,8 @@ END_TEST
 
 START_TEST(test_not_a_model) {
     load_err("/nonexistent/model", "/nonexistent/model");
+    const char *st = kvq_test_shared("models/stories260K/hf/model.safetensors");
+    if (st) ck_assert_int_eq(load_err(st, "directory"), KVQ_ERR_ARG);
     const char *p = write_tmp("empty.bin", "", 0);
     ck_assert_int_eq(load_err(p, "empty.bin"), KVQ_ERR_TRUNCATED);
     p = write_tmp("ak42.bin", "ak42\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 28);
