@@ -15,7 +15,7 @@ RT_CFLAGS  = -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -
              -Ikernels/tests -I$(CUDA_HOME)/include
 RT_HOST_SRCS := $(sort $(wildcard format/*.c) $(wildcard codebook/quant.c codebook/bits.c))
 RT_HOST_OBJS := $(RT_HOST_SRCS:%.c=$(BUILD)/rt/%.o)
-RT_PROGS  := $(BUILD)/test_rt $(BUILD)/bench_rt
+RT_PROGS  := $(BUILD)/test_rt $(BUILD)/bench_rt $(BUILD)/example_decode
 
 $(BUILD)/obj/kernels/%.o: kernels/%.cu $(wildcard kernels/*.h kernels/*.cuh) format/kvq_codebook.h format/kvq_status.h
 	@mkdir -p $(@D)

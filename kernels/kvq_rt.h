@@ -49,12 +49,15 @@ typedef struct kvq_rt_cache_opts {
     uint32_t max_tokens;     /* longest sequence the page tables can address */
     uint32_t page_tokens;    /* tokens per page (0 = 256); a multiple of 32 */
     uint32_t n_pages;        /* pages in the pool, shared by all slots (0 = batch*ceil(max/page)) */
+    uint32_t q_per_block;    /* query heads of one KV head decoded together: 1, 2 or 4 (0 = up to 4) */
 } kvq_rt_cache_opts;
 
 /* Allocate the page pools of every layer (device memory) and the page tables. */
 kvq_status kvq_rt_cache_create(kvq_rt_cache **out, const kvq_rt *rt, const kvq_rt_cache_opts *o,
                                char *why, size_t why_len);
 void kvq_rt_cache_free(kvq_rt_cache *c);    /* accepts NULL */
+/* Change q_per_block of an existing cache (tuning; same values as kvq_rt_cache_opts). */
+kvq_status kvq_rt_cache_set_q_per_block(kvq_rt_cache *c, uint32_t q_per_block);
 /* Device bytes one page of one layer takes, and the whole cache (all layers, all pages). */
 size_t kvq_rt_page_bytes(const kvq_rt *rt, uint32_t layer, uint32_t page_tokens);
 size_t kvq_rt_cache_bytes(const kvq_rt_cache *c);

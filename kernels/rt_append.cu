@@ -78,7 +78,7 @@ __device__ static void kvq_store_sink(uint16_t *dst, const uint16_t *src, int bf
     }
 }
 
-__global__ void __launch_bounds__(512) kvq_quant_keys(kvq_rt_layer L, kvq_rt_geom g, const uint16_t *src, int bf16,
+__global__ void __launch_bounds__(512, 1) kvq_quant_keys(kvq_rt_layer L, kvq_rt_geom g, const uint16_t *src, int bf16,
                                const uint32_t *tok_seq, const uint32_t *tok_pos, uint32_t E, int *flag) {
     __shared__ kvq_rt_bsmem S;
     extern __shared__ uint8_t codes_s[];          /* (kv_dim) */

@@ -15,12 +15,14 @@ enum { NW = 4 };   /* warps per block */
 
 typedef struct kvq_rt_rope { float inv_freq[64]; } kvq_rt_rope;
 
-/* cos/sin of the exact angle pos * f: the product's rounding error is recovered with an fma. */
+/* cos/sin of the exact angle pos * f: the product is exact in double, reduced modulo 2*pi with a
+ * two-part constant, then a single-precision sincos on [-pi, pi] (its fast path). */
 __device__ static inline void kvq_rope_cs(uint32_t pos, float f, float *c, float *s) {
-    float p = (float)pos, a = p * f, e = fmaf(p, f, -a), sa, ca;
-    sincosf(a, &sa, &ca);
-    *c = ca - e * sa;
-    *s = sa + e * ca;
+    double a = (double)pos * (double)f;
+    double k = rint(a * 0.15915494309189535);
+    double r = fma(-k, 6.283185307179586, a);
+    r = fma(-k, 2.4492935982947064e-16, r);
+    sincosf((float)r, s, c);
 }
 
 template <int B>
@@ -40,6 +42,17 @@ __device__ static inline void kvq_load_words(const uint32_t *p, uint32_t (&w)[B]
     }
 }
 
+/* Words of a token-head's codes (section `off`: K or V codes) for position t. */
+__device__ static inline const uint32_t *kvq_words(const kvq_rt_geom &g, const kvq_rt_layer &L, const int32_t *ptab,
+                                                   size_t off, uint32_t kvh, uint32_t t, uint32_t wph,
+                                                   uint32_t *slot_out, const uint8_t **page_out) {
+    const uint8_t *page = g.pool + (size_t)ptab[t / g.page_tokens] * L.page_bytes;
+    uint32_t slot = t % g.page_tokens;
+    *slot_out = slot;
+    *page_out = page;
+    return (const uint32_t *)(page + off) + ((size_t)kvh * g.page_tokens + slot) * wph;
+}
+
 template <int D, int B, int GM>
 __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geom g, kvq_rt_rope rope,
                                                       const uint16_t *q, int q_bf16, float scale, uint32_t CH,
@@ -49,7 +62,8 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
     extern __shared__ float sm[];
     float *lutk = sm;                  /* (D, SL) per-channel dequantized levels */
     float *lutv = lutk + D * SL;       /* (16) */
-    float *qs = lutv + 16;             /* (GM, D) scaled query */
+    float *invf = lutv + 16;           /* (HALF) RoPE inverse frequencies */
+    float *qs = invf + HALF;           /* (GM, D) scaled query */
     float *oc = qs + GM * D;           /* (GM, D) output accumulator */
     float *red = oc + GM * D;          /* (GM * 2 + NW * GM) */
     float *sc = red + 2 * GM + NW * GM;/* (GM, CH) scores, then weights */
@@ -70,6 +84,7 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         lutk[x] = v < NL ? fmaf(L.lut_k[v], L.kr[kvh * D + c], L.kz[kvh * D + c]) : 0.0f;
     }
     if (tid < 16) lutv[tid] = L.lut_v[tid];
+    if (tid < HALF) invf[tid] = rope.inv_freq[tid];
     for (uint32_t x = tid; x < GM * D; x += blockDim.x) {
         uint32_t gq = x / D, i = x % D;
         float v = 0.0f;
@@ -81,7 +96,7 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         oc[x] = 0.0f;
     }
     __syncthreads();
-    const uint32_t P = g.page_tokens, H = g.n_kv_heads;
+    const uint32_t H = g.n_kv_heads;
     const uint32_t tq0 = max(t0, g.n_sink), s = lane % LPT, grp = warp * TPW + lane / LPT;
     const int32_t *ptab = g.page_table + (size_t)b * g.max_pages;
 
@@ -94,7 +109,7 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         for (int gq = 0; gq < GM; gq++) part[gq] = 0.0f;
         for (uint32_t j = lane; j < HALF; j += 32) {
             float c, sn, k1 = __half2float(__ushort_as_half(kk[j])), k2 = __half2float(__ushort_as_half(kk[j + HALF]));
-            kvq_rope_cs(t, rope.inv_freq[j], &c, &sn);
+            kvq_rope_cs(t, invf[j], &c, &sn);
             float r1 = k1 * c - k2 * sn, r2 = k2 * c + k1 * sn;
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) part[gq] += qs[gq * D + j] * r1 + qs[gq * D + j + HALF] * r2;
@@ -106,14 +121,14 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         }
     }
 
-    /* ---- pass 1: scores of quantized tokens ---- */
-    float qa[GM][16], qb[GM][16], stc[16], sts[16];
-    {
+    /* ---- pass 1: dense scores of quantized tokens; codes prefetched two tokens ahead ---- */
+    if (tq0 < t1) {
+        float qa[GM][16], qb[GM][16], stc[16], sts[16];
         uint32_t p = tq0 + grp;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
             uint32_t i = LPT * j + s;
-            float f = rope.inv_freq[i], c, sn;
+            float f = invf[i], c, sn;
             kvq_rope_cs(p, f, &c, &sn);
             kvq_rope_cs(NGRP, f, &stc[j], &sts[j]);
 #pragma unroll
@@ -123,62 +138,75 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
                 qb[gq][j] = y * c - x * sn;
             }
         }
-    }
-    const uint8_t *pool = g.pool;
-    for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
-        uint32_t t = tb + lane / LPT;
-        bool ok = t < t1;
-        uint32_t tt = ok ? t : tb;
-        const uint8_t *page = pool + (size_t)ptab[tt / P] * L.page_bytes;
-        uint32_t slot = tt % P;
-        const uint32_t *wp = (const uint32_t *)(page + L.off_kcodes) + ((size_t)kvh * P + slot) * WPH;
-        uint32_t kw[B];
-        kvq_load_words<B>(wp + s * B, kw);
-        float acc[GM];
+        uint32_t slot;
+        const uint8_t *page;
+        uint32_t kwA[B], kwB[B];
+        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(p, t1 - 1), WPH, &slot, &page) + s * B, kwA);
+        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, kwB);
+        for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
+            uint32_t t = tb + lane / LPT, kw[B];
 #pragma unroll
-        for (int gq = 0; gq < GM; gq++) acc[gq] = 0.0f;
+            for (int i = 0; i < B; i++) { kw[i] = kwA[i]; kwA[i] = kwB[i]; }
+            kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(t + 2 * NGRP, t1 - 1), WPH, &slot, &page) + s * B, kwB);
+            float acc[GM];
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const uint32_t i = LPT * j + s;
-            float ka = lutk[i * SL + kvq_code_at<B>(kw, j)];
-            float kb = lutk[(i + HALF) * SL + kvq_code_at<B>(kw, j + 16)];
+            for (int gq = 0; gq < GM; gq++) acc[gq] = 0.0f;
 #pragma unroll
-            for (int gq = 0; gq < GM; gq++) acc[gq] = fmaf(ka, qa[gq][j], fmaf(kb, qb[gq][j], acc[gq]));
-        }
-        if (L.k_cap && ok) {
-            const uint16_t *offs = (const uint16_t *)(page + L.off_koff) + (size_t)slot * (H + 1);
-            const uint32_t *list = (const uint32_t *)(page + L.off_kout) + (size_t)slot * L.k_cap;
-            uint32_t e1 = offs[kvh + 1];
-            for (uint32_t e = offs[kvh] + s; e < e1; e += LPT) {
-                uint32_t ent = list[e], i = (ent & 0xFFFF) - kvh * D, jj = i % HALF;
-                float v = __half2float(__ushort_as_half((uint16_t)(ent >> 16)));
-                float dlt = L.k_residual == KVQ_OUTLIER_RESIDUAL ? v : v - lutk[i * SL + kvq_rt_get_code(wp, i, D, B)];
-                float c, sn;
-                kvq_rope_cs(t, rope.inv_freq[jj], &c, &sn);
+            for (int j = 0; j < 16; j++) {
+                const uint32_t i = LPT * j + s;
+                float ka = lutk[i * SL + kvq_code_at<B>(kw, j)];
+                float kb = lutk[(i + HALF) * SL + kvq_code_at<B>(kw, j + 16)];
 #pragma unroll
-                for (int gq = 0; gq < GM; gq++) {
-                    float x = qs[gq * D + jj], y = qs[gq * D + jj + HALF];
-                    acc[gq] += dlt * (i < HALF ? x * c + y * sn : y * c - x * sn);
-                }
+                for (int gq = 0; gq < GM; gq++) acc[gq] = fmaf(ka, qa[gq][j], fmaf(kb, qb[gq][j], acc[gq]));
             }
-        }
-#pragma unroll
-        for (int gq = 0; gq < GM; gq++) {
-#pragma unroll
-            for (int o = 1; o < LPT; o <<= 1) acc[gq] += __shfl_xor_sync(0xffffffffu, acc[gq], o);
-            if (ok && s == 0) sc[gq * CH + (t - t0)] = acc[gq];
-        }
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) {
-                float x = qa[gq][j], y = qb[gq][j];
-                qa[gq][j] = x * stc[j] + y * sts[j];
-                qb[gq][j] = y * stc[j] - x * sts[j];
+#pragma unroll
+                for (int o = 1; o < LPT; o <<= 1) acc[gq] += __shfl_xor_sync(0xffffffffu, acc[gq], o);
+                if (t < t1 && s == 0) sc[gq * CH + (t - t0)] = acc[gq];
+            }
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+#pragma unroll
+                for (int gq = 0; gq < GM; gq++) {
+                    float x = qa[gq][j], y = qb[gq][j];
+                    qa[gq][j] = x * stc[j] + y * sts[j];
+                    qb[gq][j] = y * stc[j] - x * sts[j];
+                }
             }
         }
     }
     __syncthreads();
+    /* ---- key outliers: one thread per token adds (outlier - dense) x rotated query ---- */
+    if (L.k_cap) {
+        for (uint32_t t = tq0 + tid; t < t1; t += blockDim.x) {
+            uint32_t slot;
+            const uint8_t *page;
+            const uint32_t *wp = kvq_words(g, L, ptab, L.off_kcodes, kvh, t, WPH, &slot, &page);
+            const uint16_t *offs = (const uint16_t *)(page + L.off_koff) + (size_t)slot * (H + 1);
+            uint32_t e0 = offs[kvh], e1 = offs[kvh + 1];
+            if (e0 == e1) continue;
+            const uint32_t *list = (const uint32_t *)(page + L.off_kout) + (size_t)slot * L.k_cap;
+            float corr[GM];
+#pragma unroll
+            for (int gq = 0; gq < GM; gq++) corr[gq] = 0.0f;
+            for (uint32_t e = e0; e < e1; e++) {
+                uint32_t ent = list[e], i = (ent & 0xFFFF) - kvh * D, jj = i % HALF;
+                float v = __half2float(__ushort_as_half((uint16_t)(ent >> 16)));
+                float dlt = L.k_residual == KVQ_OUTLIER_RESIDUAL ? v : v - lutk[i * SL + kvq_rt_get_code(wp, i, D, B)];
+                float c, sn;
+                kvq_rope_cs(t, invf[jj], &c, &sn);
+#pragma unroll
+                for (int gq = 0; gq < GM; gq++) {
+                    float x = qs[gq * D + jj], y = qs[gq * D + jj + HALF];
+                    corr[gq] += dlt * (i < HALF ? x * c + y * sn : y * c - x * sn);
+                }
+            }
+#pragma unroll
+            for (int gq = 0; gq < GM; gq++) sc[gq * CH + (t - t0)] += corr[gq];
+        }
+        __syncthreads();
+    }
 
     /* ---- softmax over the chunk: max, weights, sum ---- */
     const uint32_t n = t1 - t0;
@@ -200,9 +228,9 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
     for (int gq = 0; gq < GM; gq++) {
         float m = red[gq], l = 0.0f;
         for (uint32_t x = tid; x < n; x += blockDim.x) {
-            float p = expf(sc[gq * CH + x] - m);
-            sc[gq * CH + x] = p;
-            l += p;
+            float pr = expf(sc[gq * CH + x] - m);
+            sc[gq * CH + x] = pr;
+            l += pr;
         }
         for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
         if (lane == 0) red[2 * GM + warp * GM + gq] = l;
@@ -215,7 +243,7 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
     }
     __syncthreads();
 
-    /* ---- pass 2: values ---- */
+    /* ---- pass 2: values; sinks and outliers are corrections added with shared atomics ---- */
     for (uint32_t t = t0; t < min(t1, g.n_sink); t++) {
         if (warp != 0) break;
         const uint16_t *vv = g.v_sink + ((size_t)b * g.n_sink + t) * g.kv_dim + kvh * D;
@@ -225,6 +253,28 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
             for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], sc[gq * CH + (t - t0)] * v);
         }
     }
+    const uint32_t vg = L.v_groups == 1 ? 0 : kvh;
+    if (L.v_cap) {
+        for (uint32_t t = tq0 + tid; t < t1; t += blockDim.x) {
+            uint32_t slot;
+            const uint8_t *page;
+            const uint32_t *wp = kvq_words(g, L, ptab, L.off_vcodes, kvh, t, WPH, &slot, &page);
+            const uint16_t *offs = (const uint16_t *)(page + L.off_voff) + (size_t)slot * (H + 1);
+            uint32_t e0 = offs[kvh], e1 = offs[kvh + 1];
+            if (e0 == e1) continue;
+            const uint32_t *list = (const uint32_t *)(page + L.off_vout) + (size_t)slot * L.v_cap;
+            uint32_t zr = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
+            float z = __half2float(__ushort_as_half((uint16_t)(zr & 0xFFFF)));
+            float r = __half2float(__ushort_as_half((uint16_t)(zr >> 16)));
+            for (uint32_t e = e0; e < e1; e++) {
+                uint32_t ent = list[e], i = (ent & 0xFFFF) - kvh * D;
+                float v = __half2float(__ushort_as_half((uint16_t)(ent >> 16)));
+                float dlt = L.v_residual == KVQ_OUTLIER_RESIDUAL ? v : v - fmaf(lutv[kvq_rt_get_code(wp, i, D, B)], r, z);
+#pragma unroll
+                for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], sc[gq * CH + (t - t0)] * dlt);
+            }
+        }
+    }
     float oa[GM][32], za[GM];
 #pragma unroll
     for (int gq = 0; gq < GM; gq++) {
@@ -232,42 +282,38 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
 #pragma unroll
         for (int k = 0; k < 32; k++) oa[gq][k] = 0.0f;
     }
-    const uint32_t vg = L.v_groups == 1 ? 0 : kvh;
-    for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
-        uint32_t t = tb + lane / LPT;
-        bool ok = t < t1;
-        uint32_t tt = ok ? t : tb;
-        const uint8_t *page = pool + (size_t)ptab[tt / P] * L.page_bytes;
-        uint32_t slot = tt % P;
-        const uint32_t *wp = (const uint32_t *)(page + L.off_vcodes) + ((size_t)kvh * P + slot) * WPH;
-        uint32_t vw[B];
-        kvq_load_words<B>(wp + s * B, vw);
-        uint32_t zr = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-        float z = __half2float(__ushort_as_half((uint16_t)(zr & 0xFFFF)));
-        float r = __half2float(__ushort_as_half((uint16_t)(zr >> 16)));
-        float pw[GM], w[GM];
+    if (tq0 < t1) {
+        uint32_t p = tq0 + grp, slot;
+        const uint8_t *page;
+        uint32_t vwA[B], vwB[B], zrA, zrB;
+        const uint32_t *scl = NULL;
+        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p, t1 - 1), WPH, &slot, &page) + s * B, vwA);
+        zrA = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
+        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, vwB);
+        zrB = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
+        (void)scl;
+        for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
+            uint32_t t = tb + lane / LPT, vw[B], zr = zrA;
+            bool ok = t < t1;
 #pragma unroll
-        for (int gq = 0; gq < GM; gq++) {
-            pw[gq] = ok ? sc[gq * CH + (tt - t0)] : 0.0f;
-            w[gq] = pw[gq] * r;
-            za[gq] = fmaf(pw[gq], z, za[gq]);
-        }
+            for (int i = 0; i < B; i++) { vw[i] = vwA[i]; vwA[i] = vwB[i]; }
+            zrA = zrB;
+            kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(t + 2 * NGRP, t1 - 1), WPH, &slot, &page) + s * B, vwB);
+            zrB = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
+            float z = __half2float(__ushort_as_half((uint16_t)(zr & 0xFFFF)));
+            float r = __half2float(__ushort_as_half((uint16_t)(zr >> 16)));
+            float w[GM];
 #pragma unroll
-        for (int k = 0; k < 32; k++) {
-            float lv = lutv[kvq_code_at<B>(vw, k)];
+            for (int gq = 0; gq < GM; gq++) {
+                float pw = ok ? sc[gq * CH + (min(t, t1 - 1) - t0)] : 0.0f;
+                w[gq] = pw * r;
+                za[gq] = fmaf(pw, z, za[gq]);
+            }
 #pragma unroll
-            for (int gq = 0; gq < GM; gq++) oa[gq][k] = fmaf(w[gq], lv, oa[gq][k]);
-        }
-        if (L.v_cap && ok) {
-            const uint16_t *offs = (const uint16_t *)(page + L.off_voff) + (size_t)slot * (H + 1);
-            const uint32_t *list = (const uint32_t *)(page + L.off_vout) + (size_t)slot * L.v_cap;
-            uint32_t e1 = offs[kvh + 1];
-            for (uint32_t e = offs[kvh] + s; e < e1; e += LPT) {
-                uint32_t ent = list[e], i = (ent & 0xFFFF) - kvh * D;
-                float v = __half2float(__ushort_as_half((uint16_t)(ent >> 16)));
-                float dlt = L.v_residual == KVQ_OUTLIER_RESIDUAL ? v : v - fmaf(lutv[kvq_rt_get_code(wp, i, D, B)], r, z);
+            for (int k = 0; k < 32; k++) {
+                float lv = lutv[kvq_code_at<B>(vw, k)];
 #pragma unroll
-                for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], pw[gq] * dlt);
+                for (int gq = 0; gq < GM; gq++) oa[gq][k] = fmaf(w[gq], lv, oa[gq][k]);
             }
         }
     }
@@ -347,6 +393,7 @@ kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kv
     const kvq_rt_dims *d = &c->rt->dims;
     const kvq_rt_layer *L = &c->layers[layer];
     uint32_t D = d->head_dim, G = d->n_heads / d->n_kv_heads, gm = G == 1 ? 1 : G == 2 ? 2 : 4;
+    if (c->o.q_per_block && c->o.q_per_block < gm) gm = c->o.q_per_block;
     uint32_t nqg = (G + gm - 1) / gm, maxlen = 0;
     for (uint32_t i = 0; i < c->o.batch; i++) maxlen = c->h_lens[i] > maxlen ? c->h_lens[i] : maxlen;
     if (!scale) scale = 1.0f / sqrtf((float)D);
@@ -358,7 +405,7 @@ kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kv
     memcpy(rope.inv_freq, c->rt->inv_freq, sizeof rope.inv_freq);
     kvq_attn_fn fn = D == 64 ? pick_b<64>(L->bits, gm) : pick_b<128>(L->bits, gm);
     uint32_t NL = 1u << L->bits, SL = NL > 8 ? NL : 8;
-    size_t smem = (size_t)(D * SL + 16 + 2 * gm * D + 2 * gm + NW * gm + gm * pl.chunk) * sizeof(float);
+    size_t smem = (size_t)(D * SL + 16 + D / 2 + 2 * gm * D + 2 * gm + NW * gm + gm * pl.chunk) * sizeof(float);
     dim3 grid(pl.nsplit, d->n_kv_heads * nqg, c->o.batch);
     fn<<<grid, NW * 32, smem>>>(*L, kvq_rt_geom_of(c, layer), rope, (const uint16_t *)d_q, q_dt == KVQ_RT_BF16, scale,
                                 pl.chunk, nqg, part_o, part_ml, pl.nsplit);

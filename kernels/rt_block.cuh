@@ -82,7 +82,8 @@ __device__ static inline float kvq_block_minmax(float v, int op, kvq_rt_bsmem *S
 
 /* Among this block's elements whose bit is set in `valid` (bit e = element e of the thread),
  * select the `need` with the largest key, ties to the lower channel. Requires need <= number
- * of valid elements. Returns this thread's selection mask. `need` is uniform over the block. */
+ * of valid elements. Returns this thread's selection mask. `need` is uniform over the block;
+ * every thread of the block calls it (blockDim a multiple of 32). */
 __device__ static inline uint32_t kvq_block_select(const uint32_t (&key)[KVQ_RT_EMAX], uint32_t valid,
                                                    uint32_t need, kvq_rt_bsmem *S) {
     uint32_t sel = 0, prefix = 0, pmask = 0;
@@ -90,9 +91,14 @@ __device__ static inline uint32_t kvq_block_select(const uint32_t (&key)[KVQ_RT_
     for (int shift = 24; shift >= 0 && need > 0; shift -= 8) {
         for (uint32_t i = threadIdx.x; i < 256; i += blockDim.x) S->hist[i] = 0;
         __syncthreads();
+        /* warp-aggregated: lanes with the same bin add once (most elements share few bins) */
 #pragma unroll
-        for (int e = 0; e < KVQ_RT_EMAX; e++)
-            if (((valid >> e) & 1) && (key[e] & pmask) == prefix) atomicAdd(&S->hist[(key[e] >> shift) & 255], 1u);
+        for (int e = 0; e < KVQ_RT_EMAX; e++) {
+            bool v = ((valid >> e) & 1) && (key[e] & pmask) == prefix;
+            uint32_t bin = v ? (key[e] >> shift) & 255 : 256u;
+            uint32_t same = __match_any_sync(0xffffffffu, bin);
+            if (v && lane == (uint32_t)(__ffs(same) - 1)) atomicAdd(&S->hist[bin], (uint32_t)__popc(same));
+        }
         __syncthreads();
         if (threadIdx.x < 32) {
             uint32_t cnt[8], sum = 0;

@@ -63,9 +63,10 @@ kvq_status kvq_rt_cache_create(kvq_rt_cache **out, const kvq_rt *rt, const kvq_r
     *out = NULL;
     kvq_rt_cache_opts opt = *o;
     if (!opt.page_tokens) opt.page_tokens = 256;
-    if (!opt.batch || !opt.max_tokens || opt.page_tokens % 32 || opt.page_tokens > 65536) {
+    if (!opt.batch || !opt.max_tokens || opt.page_tokens % 32 || opt.page_tokens > 65536 ||
+        (opt.q_per_block != 0 && opt.q_per_block != 1 && opt.q_per_block != 2 && opt.q_per_block != 4)) {
         kvq_rt_why(why, why_len, "batch %u, max_tokens %u, page_tokens %u: need batch, max_tokens > 0 and "
-                   "page_tokens a multiple of 32 up to 65536", opt.batch, opt.max_tokens, opt.page_tokens);
+                   "page_tokens a multiple of 32 up to 65536, q_per_block 0/1/2/4", opt.batch, opt.max_tokens, opt.page_tokens);
         return KVQ_ERR_ARG;
     }
     uint32_t max_pages = (uint32_t)(((uint64_t)opt.max_tokens + opt.page_tokens - 1) / opt.page_tokens);
@@ -98,6 +99,12 @@ kvq_status kvq_rt_cache_create(kvq_rt_cache **out, const kvq_rt *rt, const kvq_r
     kvq_status st = alloc_device(c, why, why_len);
     if (st != KVQ_OK) { kvq_rt_cache_free(c); return st; }
     *out = c;
+    return KVQ_OK;
+}
+
+kvq_status kvq_rt_cache_set_q_per_block(kvq_rt_cache *c, uint32_t q_per_block) {
+    if (!c || (q_per_block != 0 && q_per_block != 1 && q_per_block != 2 && q_per_block != 4)) return KVQ_ERR_ARG;
+    c->o.q_per_block = q_per_block;
     return KVQ_OK;
 }
 

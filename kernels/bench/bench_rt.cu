@@ -152,7 +152,7 @@ static void bench_packed(const shape &s, uint32_t bits, uint32_t B) {
     kvq_rt_dims dims = {NROT, s.n_heads, s.n_kv_heads, s.head_dim};
     kvq_rt *rt;
     OKST(kvq_rt_open(&rt, &cb, &dims, why, sizeof why));
-    kvq_rt_cache_opts o = {B, LENS[2], 256, 0};
+    kvq_rt_cache_opts o = {B, LENS[2], 256, 0, 0};
     kvq_rt_cache *c;
     OKST(kvq_rt_cache_create(&c, rt, &o, why, sizeof why));
     uint32_t kv_dim = s.n_kv_heads * s.head_dim, nq = B * s.n_heads * s.head_dim;
@@ -180,6 +180,12 @@ static void bench_packed(const shape &s, uint32_t bits, uint32_t B) {
         OKST(kvq_rt_cache_stats(c, 0, &st, why, sizeof why));
         double us = time_us([&](int i) { kvq_rt_attention(c, i % NROT, dq, KVQ_RT_F16, dout, KVQ_RT_F32, 0.0f, why, sizeof why); }, 30);
         row(s.name, B, LENS[li], kname, us, (double)st.bytes_read);
+        if (s.n_heads / s.n_kv_heads == 4 && bits == 3) {   /* tuning: 2 query heads per block */
+            OKST(kvq_rt_cache_set_q_per_block(c, 2));
+            us = time_us([&](int i) { kvq_rt_attention(c, i % NROT, dq, KVQ_RT_F16, dout, KVQ_RT_F32, 0.0f, why, sizeof why); }, 30);
+            row(s.name, B, LENS[li], "kvq-3bit-q2", us, (double)st.bytes_read);
+            OKST(kvq_rt_cache_set_q_per_block(c, 0));
+        }
         if (li == 2)
             printf("    outliers: K %.3f %%, V %.3f %% of elements\n", 100.0 * st.n_k_outliers / ((double)st.n_quantized * kv_dim),
                    100.0 * st.n_v_outliers / ((double)st.n_quantized * kv_dim));
@@ -231,7 +237,7 @@ static void bench_append(const shape &s) {
     kvq_rt_dims dims = {1, s.n_heads, s.n_kv_heads, s.head_dim};
     kvq_rt *rt;
     OKST(kvq_rt_open(&rt, &cb, &dims, why, sizeof why));
-    kvq_rt_cache_opts o = {1, T, 256, 0};
+    kvq_rt_cache_opts o = {1, T, 256, 0, 0};
     kvq_rt_cache *c;
     OKST(kvq_rt_cache_create(&c, rt, &o, why, sizeof why));
     uint16_t *dk, *dv, *fk;
@@ -269,26 +275,27 @@ static void bench_1m(void) {
     kvq_rt_dims dims = {L, 32, 32, 128};
     kvq_rt *rt;
     OKST(kvq_rt_open(&rt, &cb, &dims, why, sizeof why));
-    kvq_rt_cache_opts o = {1, T, 256, 0};
-    kvq_rt_cache *c;
-    kvq_status st = kvq_rt_cache_create(&c, rt, &o, why, sizeof why);
-    if (st != KVQ_OK) {
-        printf("  1M tokens: cache of %zu B per layer page could not be allocated: %s: %s\n",
-               kvq_rt_page_bytes(rt, 0, 256), kvq_status_name(st), why);
-        kvq_rt_close(rt); rt_codebook_free(&cb);
-        return;
-    }
-    size_t fr, tot;
-    CU(cudaMemGetInfo(&fr, &tot));
-    printf("  1M tokens x 32 layers x 32 heads x 128 at 2 bits (1 %% outliers): cache %.2f GiB allocated, GPU %.2f of %.2f GiB used\n",
-           kvq_rt_cache_bytes(c) / 1073741824.0, (tot - fr) / 1073741824.0, tot / 1073741824.0);
-    const uint32_t CH = 65536;
+    const uint32_t CH = 4096;   /* generated per chunk; the cache leaves little room */
     uint16_t *dk, *dv, *dq;
     float *dout;
     CU(cudaMalloc((void **)&dk, (size_t)CH * kv_dim * 2));
     CU(cudaMalloc((void **)&dv, (size_t)CH * kv_dim * 2));
     CU(cudaMalloc((void **)&dq, 32 * 128 * 2));
     CU(cudaMalloc((void **)&dout, 32 * 128 * 4));
+    kvq_rt_cache_opts o = {1, T, 256, 0, 0};
+    kvq_rt_cache *c;
+    kvq_status st = kvq_rt_cache_create(&c, rt, &o, why, sizeof why);
+    if (st != KVQ_OK) {
+        printf("  1M tokens: cache of %zu B per layer page could not be allocated: %s: %s\n",
+               kvq_rt_page_bytes(rt, 0, 256), kvq_status_name(st), why);
+        kvq_rt_close(rt); rt_codebook_free(&cb);
+        cudaFree(dk); cudaFree(dv); cudaFree(dq); cudaFree(dout);
+        return;
+    }
+    size_t fr, tot;
+    CU(cudaMemGetInfo(&fr, &tot));
+    printf("  1M tokens x 32 layers x 32 heads x 128 at 2 bits (1 %% outliers): cache %.2f GiB allocated, GPU %.2f of %.2f GiB used\n",
+           kvq_rt_cache_bytes(c) / 1073741824.0, (tot - fr) / 1073741824.0, tot / 1073741824.0);
     gen(dq, 32, 128, 3);
     cudaEvent_t e0, e1;
     CU(cudaEventCreate(&e0));

@@ -252,7 +252,7 @@ static void run_case(const tcase *tc, uint64_t seed) {
     kvq_rt_dims dims = {tc->cb.n_layers, tc->cb.n_heads, tc->cb.n_kv_heads, tc->cb.head_dim};
     kvq_rt *rt;
     OKST(kvq_rt_open(&rt, &cb, &dims, why, sizeof why));
-    kvq_rt_cache_opts o = {tc->batch, maxlen, tc->page, 0};
+    kvq_rt_cache_opts o = {tc->batch, maxlen, tc->page, 0, 0};
     kvq_rt_cache *cache;
     OKST(kvq_rt_cache_create(&cache, rt, &o, why, sizeof why));
     append_all(tc, cache, K, V);
@@ -261,6 +261,12 @@ static void run_case(const tcase *tc, uint64_t seed) {
     for (uint32_t l = 0; l < tc->cb.n_layers; l++) {
         for (uint32_t b = 0; b < tc->batch; b++) check_slot(tc, cache, &cb, l, b, K[b], V[b], rk[b], rv[b]);
         check_attention(tc, cache, rt, l, rk, rv, &rng);
+        if (l == 0 && tc->cb.n_heads / tc->cb.n_kv_heads == 4)   /* the other query-head groupings */
+            for (uint32_t qpb = 1; qpb <= 2; qpb++) {
+                OKST(kvq_rt_cache_set_q_per_block(cache, qpb));
+                check_attention(tc, cache, rt, l, rk, rv, &rng);
+            }
+        OKST(kvq_rt_cache_set_q_per_block(cache, 0));
     }
     kvq_rt_cache_free(cache);
     kvq_rt_close(rt);
@@ -290,7 +296,7 @@ static void check_errors(void) {
     cb.layers[0].k.half_range[3] = 1.0f;
     OKST(kvq_rt_open(&rt, &cb, &dims, why, sizeof why));
     kvq_rt_cache *cache;
-    kvq_rt_cache_opts o = {2, 100, 32, 5};   /* 5 pages of 32 tokens shared by 2 slots */
+    kvq_rt_cache_opts o = {2, 100, 32, 5, 0};   /* 5 pages of 32 tokens shared by 2 slots */
     OKST(kvq_rt_cache_create(&cache, rt, &o, why, sizeof why));
     uint32_t s0 = 0, s1 = 1, n101 = 101, n100 = 100, n64 = 64, n1 = 1;
     CHECK(kvq_rt_extend(cache, 1, &s0, &n101, why, sizeof why) == KVQ_ERR_CAPACITY, "past max_tokens: CAPACITY");
