@@ -148,7 +148,8 @@ static void score_batch(const kvq_engine *e, int nw, int T, int V, const float *
 }
 
 static void finish_result(kvq_eval_result *r, const kvq_kv_sim *s, sim_acc *a, size_t n_windows,
-                          size_t n_pred, double ref_nll_sum, double ref_seconds) {
+                          int T, double ref_nll_sum, double ref_seconds) {
+    size_t n_pred = n_windows * (size_t)(T - 1), toks = n_windows * (size_t)T;
     snprintf(r->name, sizeof r->name, "%s", kvq_method_name(s->method));
     r->bits = s->bits;
     r->n_windows = n_windows;
@@ -168,7 +169,6 @@ static void finish_result(kvq_eval_result *r, const kvq_kv_sim *s, sim_acc *a, s
     r->v_bits = kvq_bits_per_element(&s->v_bits);
     r->k_outlier_rate = kvq_bits_outlier_rate(&s->k_bits, s->kv_dim);
     r->v_outlier_rate = kvq_bits_outlier_rate(&s->v_bits, s->kv_dim);
-    size_t toks = n_windows * (n_pred / (n_windows ? n_windows : 1) + 1);
     r->tokens_per_s = a->seconds > 0 ? (double)toks / a->seconds : 0.0;
     r->ref_tokens_per_s = ref_seconds > 0 ? (double)toks / ref_seconds : 0.0;
 }
@@ -273,7 +273,7 @@ kvq_status kvq_eval_run(const kvq_model *m, const int32_t *tokens, size_t n_toke
     }
     kvq_engine_free(e);
     for (size_t i = 0; st == KVQ_OK && i < n_sims; i++)
-        finish_result(&results[i], &sims[i], &b.acc[i], n_windows, n_pred, ref_nll, ref_seconds);
+        finish_result(&results[i], &sims[i], &b.acc[i], n_windows, T, ref_nll, ref_seconds);
     bufs_free(&b);
     return st;
 }
