@@ -49,8 +49,8 @@ static kvq_status write_md(FILE *f, const kvq_ablate_report *r) {
     fprintf(f, "# KV-cache quantization ablation: %s\n\n", base_name(r->model));
     fprintf(f, "- calibration: `%s`, %u windows x %u tokens (capture `%s`, %s)\n", r->calib, r->samples,
             r->calib_seq_len, r->capture, r->capture_reused ? "reused" : "written by this run");
-    fprintf(f, "- evaluation: `%s`, %zu windows x %d tokens = %zu predicted positions\n", r->text,
-            fp->n_windows, r->seq_len, fp->n_predicted);
+    fprintf(f, "- evaluation: `%s`, the first %zu of its %zu windows x %d tokens = %zu predicted positions\n",
+            r->text, fp->n_windows, fp->n_available, r->seq_len, fp->n_predicted);
     fprintf(f, "- unquantized (fp32 K/V) perplexity %.4f; fp16 K/V cache %.4f (KL mean %.2e)\n",
             fp->ref_ppl, fp->ppl, fp->kl_mean);
     fprintf(f, "- time: capture %.0f s, fit %.0f s, evaluation %.0f s\n\n", r->capture_s, r->fit_s, r->eval_s);
@@ -141,11 +141,11 @@ static kvq_status write_json(FILE *f, const kvq_ablate_report *r) {
     json_str(f, r->text);
     fputs(",\"capture\":", f);
     json_str(f, r->capture);
-    fprintf(f, ",\"capture_reused\":%s,\"samples\":%u,\"calib_seq_len\":%u,\"seq_len\":%d,\"windows\":%zu,"
+    fprintf(f, ",\"capture_reused\":%s,\"samples\":%u,\"calib_seq_len\":%u,\"seq_len\":%d,\"windows\":%zu,\"windows_available\":%zu,"
                "\"predicted_positions\":%zu,\"ref_ppl\":%.6f,\"ref_tokens_per_s\":%.2f,"
                "\"seconds\":{\"capture\":%.1f,\"fit\":%.1f,\"eval\":%.1f},\"results\":[",
             r->capture_reused ? "true" : "false", r->samples, r->calib_seq_len, r->seq_len, r->fp16.n_windows,
-            r->fp16.n_predicted, r->fp16.ref_ppl, r->fp16.ref_tokens_per_s, r->capture_s, r->fit_s, r->eval_s);
+            r->fp16.n_available, r->fp16.n_predicted, r->fp16.ref_ppl, r->fp16.ref_tokens_per_s, r->capture_s, r->fit_s, r->eval_s);
     json_result(f, "fp16", "fp16", 0, &r->fp16, r->fp16.ppl);
     for (size_t c = 0; c < r->n_configs; c++)
         for (size_t b = 0; b < r->n_bits; b++) {

@@ -231,7 +231,7 @@ kvq_status kvq_eval_run(const kvq_model *m, const int32_t *tokens, size_t n_toke
     if (!m || !tokens || !opts || (!sims && n_sims) || (!results && n_sims)) return KVQ_ERR_ARG;
     int T = opts->seq_len, V = m->cfg.vocab;
     if (T < 2 || opts->batch < 1) { WHY("seq_len %d / batch %d out of range", T, opts->batch); return KVQ_ERR_ARG; }
-    size_t n_windows = n_tokens / (size_t)T;
+    size_t n_available = n_tokens / (size_t)T, n_windows = n_available;
     if (opts->max_windows && n_windows > opts->max_windows) n_windows = opts->max_windows;
     if (!n_windows) { WHY("the text has %zu tokens, fewer than one window of %d", n_tokens, T); return KVQ_ERR_DATA; }
     for (size_t i = 0; i < n_sims; i++)
@@ -272,8 +272,10 @@ kvq_status kvq_eval_run(const kvq_model *m, const int32_t *tokens, size_t n_toke
         if (opts->progress) opts->progress(opts->progress_user, w0 + (size_t)nw, n_windows);
     }
     kvq_engine_free(e);
-    for (size_t i = 0; st == KVQ_OK && i < n_sims; i++)
+    for (size_t i = 0; st == KVQ_OK && i < n_sims; i++) {
         finish_result(&results[i], &sims[i], &b.acc[i], n_windows, T, ref_nll, ref_seconds);
+        results[i].n_available = n_available;
+    }
     bufs_free(&b);
     return st;
 }

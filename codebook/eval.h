@@ -31,6 +31,7 @@ typedef struct kvq_eval_result {
     char name[64];           /* e.g. "kvquant", "int" */
     uint32_t bits;           /* nominal bits (16 for fp16) */
     size_t n_windows;
+    size_t n_available;      /* full windows the text holds (n_windows <= n_available) */
     size_t n_predicted;      /* predicted positions: n_windows * (seq_len - 1) */
     double nll, ppl;         /* mean next-token NLL, exp of it */
     double ref_nll, ref_ppl; /* the unquantized model on the same windows */

@@ -88,8 +88,8 @@ static void progress_cb(void *user, size_t done, size_t total) {
 }
 
 static void print_table(const eval_args *a, const kvq_eval_result *r, size_t n) {
-    printf("kvq eval: %s on %s: %zu windows x %d tokens (%zu predicted positions)\n", a->model,
-           a->text, r[0].n_windows, a->seq_len, r[0].n_predicted);
+    printf("kvq eval: %s on %s: %zu of %zu windows x %d tokens (%zu predicted positions)\n", a->model,
+           a->text, r[0].n_windows, r[0].n_available, a->seq_len, r[0].n_predicted);
     printf("reference (unquantized fp32 K/V): ppl %.4f, %.1f tokens/s\n", r[0].ref_ppl, r[0].ref_tokens_per_s);
     printf("%-14s %4s %10s %9s %9s %9s %7s %7s %7s %9s\n", "method", "bits", "ppl", "d_ppl",
            "KL_mean", "KL_p99", "top1", "K_bits", "V_bits", "tok/s");
@@ -107,6 +107,7 @@ static void print_json(const eval_args *a, const kvq_eval_result *r, size_t n) {
     kvq_jo_str(&j, "text", a->text);
     kvq_jo_int(&j, "seq_len", a->seq_len);
     kvq_jo_int(&j, "windows", (long long)r[0].n_windows);
+    kvq_jo_int(&j, "windows_available", (long long)r[0].n_available);
     kvq_jo_int(&j, "predicted_positions", (long long)r[0].n_predicted);
     kvq_jo_obj(&j, "reference");
     kvq_jo_num(&j, "nll", r[0].ref_nll);
