@@ -132,7 +132,7 @@ install: $(KVQ)
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(KVQ) $(DESTDIR)$(PREFIX)/bin/kvq
 	install -m 644 $(LIBKVQ) $(DESTDIR)$(PREFIX)/lib/libkvq.a
-	install -m 644 format/*.h calib/*.h codebook/*.h $(DESTDIR)$(PREFIX)/include/kvq/
+	install -m 644 $(filter-out format/kvqc.h format/le.h calib/%_internal.h calib/tok_internal.h,$(wildcard format/*.h calib/*.h codebook/*.h)) $(DESTDIR)$(PREFIX)/include/kvq/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/kvq.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvq.pc
 	install -m 644 docs/kvq.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvq.1

@@ -219,6 +219,8 @@ void kvq_engine_free(kvq_engine *e) {
     free(e);
 }
 
+void kvq_engine_set_threads(int n) { kvq_ops_set_threads(n); }
+
 void kvq_engine_set_hook(kvq_engine *e, kvq_engine_hook fn, void *user) {
     e->hook = fn;
     e->hook_user = fn ? user : NULL;

@@ -5,8 +5,8 @@
  * in one block at init; forward/backward allocate nothing. Every window is processed from position 0
  * (no KV-cache decoding, no position offset). Not a loader, not a tokenizer, no weight gradients.
  *
- * Threads: matrix products use OpenBLAS threads (OPENBLAS_NUM_THREADS), row loops OpenMP threads
- * (OMP_NUM_THREADS); results do not depend on either count beyond BLAS's own summation order.
+ * Threads: matrix products use OpenBLAS threads, row loops OpenMP threads (kvq_engine_set_threads);
+ * results do not depend on either count beyond BLAS's own summation order.
  *
  * Loss convention. Window b has T-1 predicted positions (position t predicts token t+1; the last
  * position predicts nothing). The forward pass reports the mean NLL over all n_windows*(T-1)
@@ -67,6 +67,12 @@ void kvq_engine_free(kvq_engine *e);            /* accepts NULL */
 /* Bytes kvq_engine_init allocates for activations (and gradients when opts->backward), or 0 when
  * the size overflows. The formula is in docs/engine.md. */
 size_t kvq_engine_activation_bytes(const kvq_model_config *cfg, const kvq_engine_opts *opts);
+
+/* Threads of OpenBLAS and of the engine's OpenMP loops, for the whole process (n >= 1); n <= 0
+ * keeps the defaults (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else one per core). On a machine busy
+ * with other work, fork-join threads wait for descheduled teammates and 1 thread is often fastest
+ * (docs/engine.md). */
+void kvq_engine_set_threads(int n);
 
 /* Install (or with fn NULL, remove) the hook called at both stages of every layer. */
 void kvq_engine_set_hook(kvq_engine *e, kvq_engine_hook fn, void *user);

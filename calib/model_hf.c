@@ -62,7 +62,10 @@ static kvq_status shard(kvq_model *m, hf *h, const char *name, int *idx, char *w
     const void *base = f.data;
     size_t size = f.size;
     if ((st = kvq_model_keep_map(m, &f, why, why_len))) return st;
-    if (!(h->names[h->n_shards] = strdup(name))) return KVQ_ERR_NOMEM;
+    if (!(h->names[h->n_shards] = strdup(name))) {
+        snprintf(why, why_len, "%s: out of memory", path);
+        return KVQ_ERR_NOMEM;
+    }
     if ((st = kvq_safetensors_parse(base, size, path, &h->st[h->n_shards], why, why_len))) {
         free(h->names[h->n_shards]);
         return st;

@@ -6,6 +6,17 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void kvq_ops_set_threads(int n) {
+    if (n <= 0) return;
+    openblas_set_num_threads(n);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+}
 
 kvq_status kvq_rope_inv_freq(double *inv_freq, const kvq_model_config *cfg) {
     int hd = cfg->head_dim, half = hd / 2;

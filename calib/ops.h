@@ -20,6 +20,9 @@
 extern "C" {
 #endif
 
+/* Threads of OpenBLAS and of the OpenMP row loops, process-wide; n <= 0 keeps the defaults. */
+void kvq_ops_set_threads(int n);
+
 /* ---- RoPE frequency tables (double, converted by the caller) ------------------------------ */
 
 /* inv_freq[i] = theta^(-2i/head_dim) with the config's scaling (none, linear: / factor, llama3:

@@ -17,10 +17,13 @@ static kvq_status push_pair(const kvq_tokenizer *t, kvq_tok_scratch *sc, int32_t
     return kvq_tok_heap_push(sc, e);
 }
 
-/* Initial symbols of a character-level word; returns their count. */
+/* Initial symbols of a character-level word; returns their count. Characters without a token
+ * become their <0xXX> byte tokens (byte fallback), else unk (consecutive ones fused into one with
+ * fuse_unk), else nothing. As in HF tokenizers, an unk is held back until the next character that
+ * is a token (or the end), so byte-fallback tokens that follow it come out before it. */
 static size_t char_symbols(const kvq_tokenizer *t, kvq_tok_sym *sym, const char *s, size_t len) {
     size_t n = 0;
-    int prev_unk = 0;
+    int pending_unk = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         size_t cl = kvq_utf8_next(s + i, len - i, &cp);
@@ -28,16 +31,18 @@ static size_t char_symbols(const kvq_tokenizer *t, kvq_tok_sym *sym, const char 
         int bytes_ok = t->byte_fallback;
         for (size_t k = 0; k < cl && bytes_ok; k++) bytes_ok = t->byte_tok[(unsigned char)s[i + k]] >= 0;
         if (id >= 0) {
+            if (pending_unk) sym[n++].id = t->unk;
+            pending_unk = 0;
             sym[n++].id = id;
         } else if (bytes_ok) {
             for (size_t k = 0; k < cl; k++) sym[n++].id = t->byte_tok[(unsigned char)s[i + k]];
-        } else if (t->unk >= 0 && !(t->fuse_unk && prev_unk)) {
-            sym[n++].id = t->unk;
+        } else if (t->unk >= 0) {
+            if (pending_unk && !t->fuse_unk) sym[n++].id = t->unk;
+            pending_unk = 1;
         }
-        /* else: no token and no unk: the character is dropped, as HF tokenizers does */
-        prev_unk = id < 0 && !bytes_ok;
         i += cl;
     }
+    if (pending_unk) sym[n++].id = t->unk;
     return n;
 }
 

@@ -606,7 +606,7 @@ static kvq_status solve_exact(const float *x, const float *w, size_t n, const kv
                               size_t why_len) {
     groups g = {0};
     kvq_status st = KVQ_OK;
-    int use_sort = o->hist_bins == 0 || n <= KVQ_KMEANS_SORT_LIMIT;
+    int use_sort = o->hist_bins == 0 || n <= KVQ_KMEANS_SORT_LIMIT || !(mx > mn);
     if (!use_sort) {
         st = hist_groups(x, w, n, o->hist_bins, mn, mx, o->n_threads, &g);
         if (st == KVQ_OK && g.m < o->k) { groups_free(&g); use_sort = 1; }   /* under-resolved */

@@ -292,8 +292,12 @@ static int temp_files_in(const char *dir) {
 /* Writes `cb` over an existing file made from `old`, expecting failure; checks the old bytes. */
 static void expect_write_fails_intact(const char *dir, const char *path, const kvq_codebook *old,
                                       const kvq_codebook *cb, void (*sabotage)(int on)) {
-    ck_assert_int_eq(kvq_codebook_write(path, old), KVQ_OK);
+    void *bytes;
     size_t n0, n1;
+    ck_assert_int_eq(kvq_codebook_serialize(old, &bytes, &n0), KVQ_OK);
+    FILE *f = fopen(path, "wb");   /* not kvq_codebook_write: the sabotage may be in place already */
+    ck_assert_msg(f && fwrite(bytes, 1, n0, f) == n0 && fclose(f) == 0, "cannot create %s", path);
+    free(bytes);
     char *before = slurp(path, &n0);
     sabotage(1);
     kvq_status st = kvq_codebook_write(path, cb);
@@ -369,6 +373,23 @@ END_TEST
 
 static void no_sabotage(int on) { (void)on; }
 
+START_TEST(test_atomic_temp_create_fails) {
+    /* works as root too: a 250-byte name is valid, its 261-byte temporary name is not (NAME_MAX) */
+    kvq_codebook a, b;
+    make_random(&a, 15, 2, 0, 0);
+    make_random(&b, 16, 3, 1, 1);
+    snprintf(g_dir, sizeof g_dir, "%s/long", kvq_test_tmpdir());
+    mkdir(g_dir, 0755);
+    char path[1000];
+    int n = snprintf(path, sizeof path, "%s/", g_dir);
+    memset(path + n, 'a', 250);
+    path[n + 250] = 0;
+    expect_write_fails_intact(g_dir, path, &a, &b, no_sabotage);
+    kvq_codebook_free(&a);
+    kvq_codebook_free(&b);
+}
+END_TEST
+
 START_TEST(test_atomic_rename_fails) {
     /* the target is a non-empty directory: rename() fails after the temp file is complete */
     kvq_codebook a;
@@ -382,7 +403,6 @@ START_TEST(test_atomic_rename_fails) {
     FILE *f = fopen(inner, "w");
     ck_assert_ptr_nonnull(f);
     fclose(f);
-    no_sabotage(1);
     ck_assert_int_eq(kvq_codebook_write(path, &a), KVQ_ERR_IO);
     ck_assert_msg(!temp_files_in(dir), "a temporary file was left in %s", dir);
     struct stat st;
@@ -513,6 +533,7 @@ static Suite *codebook_suite(void) {
     tcase_add_test(tw, test_atomic_unwritable_dir);
     tcase_add_test(tw, test_atomic_disk_full);
     tcase_add_test(tw, test_atomic_rename_fails);
+    tcase_add_test(tw, test_atomic_temp_create_fails);
     suite_add_tcase(s, tw);
     TCase *tg = tcase_create("golden");
     tcase_add_test(tg, test_golden_files);

@@ -26,6 +26,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gguf.h"
+#include "json.h"
 #include "kvq_test.h"
 #include "tokenizer.h"
 
@@ -336,6 +338,197 @@ START_TEST(test_load_for_model) {
 }
 END_TEST
 
+/* ---- SentencePiece-style tokenizer.json (Llama-2 in HF form), built from the GGUF vocabulary ---- */
+
+typedef struct { const char *s; size_t len; int32_t id; } piece_ref;
+
+static int cmp_piece(const void *a, const void *b) {
+    const piece_ref *x = a, *y = b;
+    size_t m = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, m);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int32_t find_piece(const piece_ref *sorted, size_t n, const char *s, size_t len) {
+    piece_ref key = {s, len, -1};
+    const piece_ref *r = bsearch(&key, sorted, n, sizeof key, cmp_piece);
+    return r ? r->id : -1;
+}
+
+typedef struct { float score; int32_t a, b, merged; } merge_ref;
+static int cmp_merge(const void *x, const void *y) {
+    const merge_ref *p = x, *q = y;
+    if (p->score != q->score) return p->score > q->score ? -1 : 1;
+    return p->a != q->a ? (p->a > q->a) - (p->a < q->a) : (p->b > q->b) - (p->b < q->b);
+}
+
+static void put_json_str(FILE *f, const char *s, size_t len) {
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* The conversion HF transformers applies to a SentencePiece BPE model, written out: the vocab,
+ * and as merges every split of a normal piece into two pieces, ordered by the merged piece's score
+ * (then by the parts' ids); normalizer Prepend("▁") + Replace(" " -> "▁"); BPE with byte_fallback,
+ * fuse_unk, unk "<unk>". */
+static char *llama_hf_json(const char *gguf_path, size_t *len) {
+    kvq_gguf *g = NULL;
+    char why[256];
+    ck_assert_msg(kvq_gguf_open(gguf_path, &g, why, sizeof why) == KVQ_OK, "%s", why);
+    const kvq_gguf_kv *tok, *sc, *ty;
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.tokens", KVQ_GGUF_STRING, &tok) == KVQ_OK);
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.scores", KVQ_GGUF_FLOAT32, &sc) == KVQ_OK);
+    ck_assert(kvq_gguf_get_array(g, "tokenizer.ggml.token_type", KVQ_GGUF_INT32, &ty) == KVQ_OK);
+    size_t n = (size_t)tok->n, nm = 0, cap = 4 * n;
+    piece_ref *p = malloc(n * sizeof *p), *sorted = malloc(n * sizeof *sorted);
+    merge_ref *m = malloc(cap * sizeof *m);
+    ck_assert(p && sorted && m);
+    for (size_t i = 0; i < n; i++) {
+        kvq_gguf_arr_str(tok, i, &p[i].s, &p[i].len);
+        p[i].id = (int32_t)i;
+    }
+    memcpy(sorted, p, n * sizeof *p);
+    qsort(sorted, n, sizeof *sorted, cmp_piece);
+    for (size_t i = 0; i < n; i++) {
+        if (kvq_gguf_arr_i32(ty, i) != 1) continue;           /* normal pieces only */
+        for (size_t k = 1; k < p[i].len; k++) {
+            int32_t a = find_piece(sorted, n, p[i].s, k), b = find_piece(sorted, n, p[i].s + k, p[i].len - k);
+            if (a < 0 || b < 0) continue;
+            if (nm == cap) ck_assert((m = realloc(m, (cap *= 2) * sizeof *m)) != NULL);
+            m[nm++] = (merge_ref){kvq_gguf_arr_f32(sc, i), a, b, (int32_t)i};
+        }
+    }
+    qsort(m, nm, sizeof *m, cmp_merge);
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    ck_assert(f != NULL);
+    fputs("{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", \"special\": true}, {\"id\": 1, "
+          "\"content\": \"<s>\", \"special\": true}, {\"id\": 2, \"content\": \"</s>\", \"special\": true}],\n"
+          "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+          "\"\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\u2581\"}]},\n"
+          "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true, \"byte_fallback\": true,\n"
+          "\"vocab\": {", f);
+    for (size_t i = 0; i < n; i++) {
+        put_json_str(f, p[i].s, p[i].len);
+        fprintf(f, ": %zu%s", i, i + 1 < n ? ", " : "},\n\"merges\": [");
+    }
+    for (size_t i = 0; i < nm; i++) {
+        fputc('[', f);
+        put_json_str(f, p[m[i].a].s, p[m[i].a].len);
+        fputc(',', f);
+        put_json_str(f, p[m[i].b].s, p[m[i].b].len);
+        fputs(i + 1 < nm ? "], " : "]", f);
+    }
+    fputs("]}}\n", f);
+    ck_assert(fclose(f) == 0);
+    free(p);
+    free(sorted);
+    free(m);
+    kvq_gguf_close(g);
+    return buf;
+}
+
+START_TEST(test_llama_hf_json) {
+    const char *p = kvq_test_shared("models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf");
+    SKIP_NO(p, "models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf");
+    size_t len;
+    char *json = llama_hf_json(p, &len), why[256] = "";
+    kvq_tokenizer *t = NULL;
+    ck_assert_msg(kvq_tokenizer_load_json(json, len, "llama-hf.json", &t, why, sizeof why) == KVQ_OK, "%s", why);
+    /* rank-ordered merges over characters reproduce SentencePiece's score-ordered ones: the same
+     * vectors and the same ids as sentencepiece on text (HF tokenizers on this file agrees too) */
+    check_llama_vectors(t, "llama-hf.json");
+    check_file(t, "data/text/c4_sample.jsonl", 60, 51846, 0x1ccb575a8ea537ffull);
+    kvq_tokenizer_free(t);
+    free(json);
+}
+END_TEST
+
+/* ---- GGUF "gpt2" vocabulary, built from kvq-tiny-15m's tokenizer.json ---- */
+
+static void gg_str(FILE *f, const char *s, size_t len) {
+    uint64_t n = len;
+    fwrite(&n, 8, 1, f);
+    fwrite(s, 1, len, f);
+}
+static void gg_key(FILE *f, const char *key, uint32_t type) {
+    gg_str(f, key, strlen(key));
+    fwrite(&type, 4, 1, f);
+}
+static void gg_arr(FILE *f, const char *key, uint32_t elem, uint64_t n) {
+    gg_key(f, key, 9);
+    fwrite(&elem, 4, 1, f);
+    fwrite(&n, 8, 1, f);
+}
+
+/* A metadata-only GGUF v3 with tokenizer.ggml.{model "gpt2", pre "gpt-2", tokens, token_type,
+ * merges} holding exactly the vocabulary and merges of the tokenizer.json at json_path. */
+static void write_gpt2_gguf(const char *json_path, const kvq_tokenizer *t, const char *out) {
+    size_t len;
+    char *text = slurp(json_path, &len), why[256];
+    kvq_json *root = NULL;
+    ck_assert_msg(kvq_json_parse(text, len, &root, why, sizeof why) == KVQ_OK, "%s", why);
+    const kvq_json *merges = kvq_json_get(kvq_json_get(root, "model"), "merges");
+    ck_assert(merges && merges->type == KVQ_JSON_ARRAY);
+    FILE *f = fopen(out, "wb");
+    ck_assert(f != NULL);
+    uint32_t version = 3, type;
+    uint64_t zero = 0, n_kv = 5, n = (uint64_t)kvq_tokenizer_vocab_size(t);
+    fwrite("GGUF", 1, 4, f);
+    fwrite(&version, 4, 1, f);
+    fwrite(&zero, 8, 1, f);
+    fwrite(&n_kv, 8, 1, f);
+    gg_key(f, "tokenizer.ggml.model", 8);
+    gg_str(f, "gpt2", 4);
+    gg_key(f, "tokenizer.ggml.pre", 8);
+    gg_str(f, "gpt-2", 5);
+    gg_arr(f, "tokenizer.ggml.tokens", 8, n);
+    for (int32_t id = 0; id < (int32_t)n; id++) {
+        size_t pl;
+        const char *pc = kvq_tokenizer_piece(t, id, &pl);
+        gg_str(f, pc, pl);
+    }
+    gg_arr(f, "tokenizer.ggml.token_type", 5, n);
+    for (int32_t id = 0; id < (int32_t)n; id++) {
+        type = id == 0 ? 3 : 1;                    /* <|endoftext|> is a control token */
+        fwrite(&type, 4, 1, f);
+    }
+    gg_arr(f, "tokenizer.ggml.merges", 8, merges->len);
+    for (size_t i = 0; i < merges->len; i++) {
+        const kvq_json *m = merges->items[i];
+        char buf[256];
+        int k = snprintf(buf, sizeof buf, "%s %s", m->items[0]->str, m->items[1]->str);
+        ck_assert(k > 0 && (size_t)k < sizeof buf);
+        gg_str(f, buf, (size_t)k);
+    }
+    long pos = ftell(f);
+    for (; pos % 32; pos++) fputc(0, f);           /* the (empty) data section is aligned */
+    ck_assert(fclose(f) == 0);
+    kvq_json_free(root);
+    free(text);
+}
+
+START_TEST(test_gguf_gpt2) {
+    const char *p = kvq_test_shared("models/kvq-tiny-15m/tokenizer.json");
+    SKIP_NO(p, "models/kvq-tiny-15m/tokenizer.json");
+    SKIP_NO(tiny, "models/kvq-tiny-15m");
+    char path[600], jp[600];
+    snprintf(jp, sizeof jp, "%s", p);
+    snprintf(path, sizeof path, "%s/tiny-gpt2.gguf", kvq_test_tmpdir());
+    write_gpt2_gguf(jp, tiny, path);
+    kvq_tokenizer *t = load_ok(path);
+    /* the same vocabulary through the GGUF path: the HF tokenizers figures of the whole file */
+    check_file(t, "data/text/wiki.test.raw", 0, 341965, 0xb0af3af6823c8aefull);
+    kvq_tokenizer_free(t);
+}
+END_TEST
+
 /* ---- malformed input ---- */
 #define BYTES "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}"
 
@@ -425,6 +618,7 @@ Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_tiny_whole_files);
     tcase_add_test(tc, test_tiny_cases);
     tcase_add_test(tc, test_tiny_roundtrip);
+    tcase_add_test(tc, test_gguf_gpt2);
     suite_add_tcase(s, tc);
     tc = tcase_create("neox");
     tcase_add_test(tc, test_neox);
@@ -434,6 +628,7 @@ Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_llama_spm_bin);
     tcase_add_test(tc, test_stories_vocab);
     tcase_add_test(tc, test_load_for_model);
+    tcase_add_test(tc, test_llama_hf_json);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_add_test(tc, test_malformed_json);

@@ -81,14 +81,30 @@ static void jo_sep(kvq_json_out *j, const char *key) {
     }
 }
 
+/* Length of the valid UTF-8 sequence at c (1..4), or 0 when it is not valid UTF-8. */
+static int utf8_len(const unsigned char *c) {
+    int n = c[0] < 0x80 ? 1 : (c[0] & 0xE0) == 0xC0 ? 2 : (c[0] & 0xF0) == 0xE0 ? 3 : (c[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 2 && c[0] < 0xC2) return 0;                       /* overlong */
+    for (int k = 1; k < n; k++)
+        if ((c[k] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((c[0] == 0xE0 && c[1] < 0xA0) || (c[0] == 0xED && c[1] >= 0xA0))) return 0;
+    if (n == 4 && ((c[0] == 0xF0 && c[1] < 0x90) || c[0] > 0xF4 || (c[0] == 0xF4 && c[1] >= 0x90))) return 0;
+    return n;
+}
+
+/* A JSON string; bytes that are not valid UTF-8 are written as U+FFFD so the output stays JSON. */
 static void write_escaped(FILE *f, const char *s) {
     fputc('"', f);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        int n = utf8_len(c);
+        if (n == 0) { fputs("\ufffd", f); c++; continue; }
+        if (n > 1) { fwrite(c, 1, (size_t)n, f); c += n; continue; }
         if (*c == '"' || *c == '\\') { fputc('\\', f); fputc(*c, f); }
         else if (*c == '\n') fputs("\\n", f);
         else if (*c == '\t') fputs("\\t", f);
         else if (*c < 0x20) fprintf(f, "\\u%04x", *c);
         else fputc(*c, f);
+        c++;
     }
     fputc('"', f);
 }
@@ -119,7 +135,7 @@ void kvq_jo_str(kvq_json_out *j, const char *key, const char *v) {
 
 void kvq_jo_num(kvq_json_out *j, const char *key, double v) {
     jo_sep(j, key);
-    if (isfinite(v)) fprintf(j->f, "%.9g", v);
+    if (isfinite(v)) fprintf(j->f, "%.17g", v);
     else fputs("null", j->f);
 }
 

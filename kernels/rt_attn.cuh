@@ -1,0 +1,43 @@
+/* rt_attn.cuh — shared by the quantized and fp16 decode-attention kernels: the split plan
+ * (tokens per block), the partials buffer and the combine kernel. Private to the runtime. */
+#ifndef KVQ_RT_ATTN_CUH
+#define KVQ_RT_ATTN_CUH
+
+#include "rt_internal.cuh"
+
+typedef struct kvq_attn_plan { uint32_t chunk, nsplit; } kvq_attn_plan;
+
+/* Tokens per block: enough blocks to fill the GPU several times over (units = blocks that
+ * share a split index), within [64, 1024]. */
+static inline kvq_attn_plan kvq_attn_make_plan(uint32_t maxlen, uint32_t units, uint32_t head_dim) {
+    int dev = 0, sms = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    uint64_t want = (uint64_t)sms * 8;
+    uint64_t chunk = ((uint64_t)maxlen * units + want - 1) / want;
+    chunk = (chunk + 63) / 64 * 64;
+    if (chunk < 64) chunk = 64;
+    if (chunk > 1024) chunk = 1024;
+    kvq_attn_plan p;
+    p.chunk = (uint32_t)chunk;
+    p.nsplit = maxlen ? (uint32_t)((maxlen + chunk - 1) / chunk) : 1;
+    (void)head_dim;
+    return p;
+}
+
+/* Grow the partials buffer: (batch, n_heads, nsplit) x (head_dim + 2) floats. */
+static inline kvq_status kvq_attn_work(float **buf, size_t *cap, uint32_t batch, uint32_t n_heads, uint32_t D,
+                                       uint32_t nsplit, char *why, size_t why_len) {
+    size_t need = (size_t)batch * n_heads * nsplit * (D + 2) * sizeof(float);
+    if (need <= *cap) return KVQ_OK;
+    if (*buf) cudaFree(*buf);
+    *buf = NULL;
+    *cap = 0;
+    KVQ_CU(cudaMalloc((void **)buf, need));
+    *cap = need;
+    return KVQ_OK;
+}
+
+__global__ void kvq_rt_combine(const float *part_o, const float *part_ml, uint32_t nsplit, uint32_t D,
+                               void *out, int out_f16);
+
+#endif
