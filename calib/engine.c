@@ -181,6 +181,7 @@ kvq_status kvq_engine_init(kvq_engine **out, const kvq_model *m, const kvq_engin
                  opts->batch, opts->seq_len, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
         return KVQ_ERR_ARG;
     }
+    kvq_ops_auto_threads();
     size_t bytes = kvq_engine_activation_bytes(cfg, opts);
     if (!bytes) { snprintf(why, why_len, "activation size overflows"); return KVQ_ERR_OVERFLOW; }
     kvq_engine *e = calloc(1, sizeof *e);

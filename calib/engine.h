@@ -68,10 +68,11 @@ void kvq_engine_free(kvq_engine *e);            /* accepts NULL */
  * the size overflows. The formula is in docs/engine.md. */
 size_t kvq_engine_activation_bytes(const kvq_model_config *cfg, const kvq_engine_opts *opts);
 
-/* Threads of OpenBLAS and of the engine's OpenMP loops, for the whole process (n >= 1); n <= 0
- * keeps the defaults (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else one per core). On a machine busy
- * with other work, fork-join threads wait for descheduled teammates and 1 thread is often fastest
- * (docs/engine.md). */
+/* Threads of OpenBLAS and of the engine's OpenMP loops, for the whole process. n > 0 fixes the
+ * count. Otherwise (n <= 0, or never called) the first kvq_engine_init chooses: OMP_NUM_THREADS /
+ * OPENBLAS_NUM_THREADS when the environment sets either, else the online cores minus the 1-minute
+ * load average, at least 1 — on a busy machine fork-join threads wait for descheduled teammates
+ * and one thread is much faster than two (docs/engine.md). */
 void kvq_engine_set_threads(int n);
 
 /* Install (or with fn NULL, remove) the hook called at both stages of every layer. */

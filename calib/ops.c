@@ -5,17 +5,38 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-void kvq_ops_set_threads(int n) {
-    if (n <= 0) return;
+/* Process-wide thread policy: a count fixed by kvq_ops_set_threads, else (at the first engine,
+ * kvq_ops_auto_threads) the environment's OMP_NUM_THREADS / OPENBLAS_NUM_THREADS when set, else
+ * the cores not busy by the 1-minute load average (at least 1). */
+static int threads_decided;
+
+static void apply_threads(int n) {
     openblas_set_num_threads(n);
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
+}
+
+void kvq_ops_set_threads(int n) {
+    threads_decided = n > 0;
+    if (n > 0) apply_threads(n);
+}
+
+void kvq_ops_auto_threads(void) {
+    if (threads_decided) return;
+    threads_decided = 1;
+    if (getenv("OMP_NUM_THREADS") || getenv("OPENBLAS_NUM_THREADS")) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double load = 0;
+    long n = cores - (getloadavg(&load, 1) == 1 ? (long)(load + 0.5) : 0);
+    apply_threads((int)(n < 1 ? 1 : n > cores ? cores : n));
 }
 
 kvq_status kvq_rope_inv_freq(double *inv_freq, const kvq_model_config *cfg) {

@@ -20,8 +20,13 @@
 extern "C" {
 #endif
 
-/* Threads of OpenBLAS and of the OpenMP row loops, process-wide; n <= 0 keeps the defaults. */
+/* Threads of OpenBLAS and of the OpenMP row loops, process-wide. n > 0 fixes the count; n <= 0
+ * returns to the automatic choice of kvq_ops_auto_threads. */
 void kvq_ops_set_threads(int n);
+/* Called by kvq_engine_init: unless a count was fixed or already chosen, use OMP_NUM_THREADS /
+ * OPENBLAS_NUM_THREADS when the environment sets either, else the online cores minus the 1-minute
+ * load average (at least 1): fork-join threads on a busy machine wait for descheduled teammates. */
+void kvq_ops_auto_threads(void);
 
 /* ---- RoPE frequency tables (double, converted by the caller) ------------------------------ */
 

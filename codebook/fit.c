@@ -1,6 +1,6 @@
 /* fit.c — one layer of `kvq fit` (fit.h): data checks, key thresholds, the k-means input of K and
- * V (thresholds.h), the weighted k-means (kmeans.h) and Q-Norm (qnorm.h). The capture-file driver
- * comes with the capture reader. Not the file format, not the CLI. */
+ * V (thresholds.h), the weighted k-means (kmeans.h) and Q-Norm (qnorm.h); then the driver over a
+ * capture file (calib/capture_h5.h), one layer in memory at a time. Not the file format, not the CLI. */
 #include "fit.h"
 
 #include <math.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "capture_h5.h"
 #include "kmeans.h"
 #include "qnorm.h"
 #include "thresholds.h"
@@ -201,5 +202,145 @@ kvq_status kvq_fit_layer(const kvq_fit_opts *o, const kvq_fit_input *in, kvq_lay
     free(use);
     free(use_thr);
     rep->seconds = now_s() - t0;
+    return st;
+}
+
+/* ---- a whole capture ------------------------------------------------------------------------ */
+/* sink[row] = 1 for the first n_sink rows of every sample. */
+static kvq_status sink_rows(const kvq_capture_reader *r, uint32_t n_sink, uint64_t n_rows, uint8_t **out,
+                            char *why, size_t why_len) {
+    uint8_t *sink = calloc(n_rows + 1, 1);
+    if (!sink) return KVQ_ERR_NOMEM;
+    const kvq_capture_sample *s = kvq_capture_samples(r);
+    for (uint32_t i = 0; i < kvq_capture_n_samples(r); i++) {
+        if (s[i].row_start > n_rows || s[i].length > n_rows - s[i].row_start) {
+            set_why(why, why_len, "sample %u: rows %llu+%llu beyond the %llu rows", i,
+                    (unsigned long long)s[i].row_start, (unsigned long long)s[i].length,
+                    (unsigned long long)n_rows);
+            free(sink);
+            return KVQ_ERR_BOUNDS;
+        }
+        for (uint64_t j = 0; j < n_sink && j < s[i].length; j++) sink[s[i].row_start + j] = 1;
+    }
+    *out = sink;
+    return KVQ_OK;
+}
+
+static kvq_status check_capture(const kvq_capture_reader *r, const kvq_fit_opts *o, const char *path,
+                                char *why, size_t why_len) {
+    const kvq_capture_meta *m = kvq_capture_reader_meta(r);
+    if (o->weighting != KVQ_WEIGHT_NONE && !m->fisher) {
+        set_why(why, why_len, "%s holds no Fisher tensors (captured without Fisher); a Fisher weighting "
+                "needs them: capture with Fisher or fit with --weight none", path);
+        return KVQ_ERR_MISSING;
+    }
+    if (kvq_capture_kv_dim(r) != kvq_kv_dim(&m->model) || !m->model.n_layers) {
+        set_why(why, why_len, "%s: kv_dim %u disagrees with the model (%u x %u)", path, kvq_capture_kv_dim(r),
+                m->model.n_kv_heads, m->model.head_dim);
+        return KVQ_ERR_SHAPE;
+    }
+    for (uint32_t l = 0; l < m->model.n_layers; l++)
+        if (kvq_capture_slot(r, l) < 0) {
+            set_why(why, why_len, "%s: layer %u was not captured; a codebook needs every layer", path, l);
+            return KVQ_ERR_MISSING;
+        }
+    if (!kvq_capture_n_samples(r)) {
+        set_why(why, why_len, "%s holds no complete sample", path);
+        return KVQ_ERR_DATA;
+    }
+    return KVQ_OK;
+}
+
+/* dst (cap bytes) = src, or "..." + its tail when too long (the file name is the useful part),
+ * never starting inside a UTF-8 sequence. */
+static void copy_tail(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n < cap) { memcpy(dst, src, n + 1); return; }
+    const char *tail = src + n - (cap - 4);
+    while (((unsigned char)*tail & 0xC0) == 0x80) tail++;
+    memcpy(dst, "...", 3);
+    memcpy(dst + 3, tail, strlen(tail) + 1);
+}
+
+static void fill_header(kvq_codebook *cb, const kvq_capture_reader *r, const kvq_fit_opts *o) {
+    const kvq_capture_meta *m = kvq_capture_reader_meta(r);
+    cb->model = m->model;
+    cb->n_sink = o->n_sink;
+    kvq_provenance *p = &cb->provenance;
+    snprintf(p->tool_version, sizeof p->tool_version, "%s", KVQ_VERSION);
+    copy_tail(p->calib_text, sizeof p->calib_text, m->text_path);
+    snprintf(p->calib_text_sha256, sizeof p->calib_text_sha256, "%s", m->text_sha256);
+    p->samples = kvq_capture_n_samples(r);
+    p->seq_len = m->seq_len;
+    p->seed = m->seed;
+    p->weighting = o->weighting;
+    p->solver = o->solver;
+    p->kmeans_iters = o->kmeans_iters;
+    p->kmeans_seed = o->kmeans_seed;
+    p->histogram_bins = o->solver == KVQ_SOLVER_EXACT ? o->hist_bins : 0;
+}
+
+/* Read one layer's tensors (Fisher only when weighted) and fit it. */
+static kvq_status fit_one(const kvq_capture_reader *r, const kvq_fit_opts *o, uint32_t layer,
+                          const uint8_t *sink, kvq_codebook *cb, kvq_fit_layer_report *rep, char *why,
+                          size_t why_len) {
+    float *t[KVQ_CAPTURE_N_TENSORS] = {NULL};
+    uint64_t rows = 0;
+    int n_t = o->weighting != KVQ_WEIGHT_NONE ? KVQ_CAPTURE_N_TENSORS : 2;
+    kvq_status st = KVQ_OK;
+    for (int i = 0; i < n_t && st == KVQ_OK; i++) {
+        uint64_t got = 0;
+        st = kvq_capture_read_all(r, layer, (kvq_capture_tensor)i, &t[i], &got, why, why_len);
+        if (st == KVQ_OK && i && got != rows) {
+            set_why(why, why_len, "layer %u: %s has %llu rows, k_pre_rope %llu", layer,
+                    kvq_capture_tensor_name((kvq_capture_tensor)i), (unsigned long long)got,
+                    (unsigned long long)rows);
+            st = KVQ_ERR_SHAPE;
+        }
+        rows = got;
+    }
+    if (st == KVQ_OK && rows != kvq_capture_n_rows(r)) {
+        set_why(why, why_len, "layer %u: %llu rows, the samples cover %llu", layer, (unsigned long long)rows,
+                (unsigned long long)kvq_capture_n_rows(r));
+        st = KVQ_ERR_SHAPE;
+    }
+    if (st == KVQ_OK) {
+        const kvq_model_identity *m = &cb->model;
+        kvq_fit_input in = {layer, t[0], t[1], t[2], t[3], (size_t)rows, kvq_kv_dim(m), m->head_dim, sink};
+        st = kvq_fit_layer(o, &in, &cb->layers[layer], rep, why, why_len);
+    }
+    for (int i = 0; i < KVQ_CAPTURE_N_TENSORS; i++) free(t[i]);
+    return st;
+}
+
+kvq_status kvq_fit_capture(const char *capture_path, const kvq_fit_opts *o, kvq_fit_progress_fn cb,
+                           void *cb_ctx, kvq_codebook *out, char *why, size_t why_len) {
+    if (!capture_path || !o || !out) return KVQ_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    kvq_capture_reader *r = NULL;
+    uint8_t *sink = NULL;
+    kvq_status st = kvq_capture_open(capture_path, &r, why, why_len);
+    if (st == KVQ_OK) st = check_capture(r, o, capture_path, why, why_len);
+    if (st == KVQ_OK) st = sink_rows(r, o->n_sink, kvq_capture_n_rows(r), &sink, why, why_len);
+    uint32_t n_layers = st == KVQ_OK ? kvq_capture_reader_meta(r)->model.n_layers : 0;
+    if (st == KVQ_OK) {
+        st = kvq_codebook_alloc(out, n_layers, kvq_capture_kv_dim(r), o->k_bits, o->v_bits, 1);
+        if (st != KVQ_OK) set_why(why, why_len, "allocating the codebook: %s", kvq_status_message(st));
+    }
+    if (st == KVQ_OK) fill_header(out, r, o);
+    for (uint32_t l = 0; l < n_layers && st == KVQ_OK; l++) {
+        kvq_fit_layer_report rep;
+        st = fit_one(r, o, l, sink, out, &rep, why, why_len);
+        if (st != KVQ_OK) break;
+        out->diag.k_objective[l] = rep.k_objective;
+        out->diag.v_objective[l] = rep.v_objective;
+        out->diag.k_outlier_rate[l] = rep.k_outlier_rate;
+        out->diag.v_outlier_rate[l] = rep.v_outlier_rate;
+        if (cb) cb(cb_ctx, &rep, l + 1, n_layers);
+    }
+    if (st == KVQ_OK) st = kvq_codebook_validate(out, why, why_len);
+    if (st != KVQ_OK) kvq_codebook_free(out);
+    free(sink);
+    kvq_capture_reader_free(r);
     return st;
 }

@@ -63,6 +63,16 @@ typedef struct kvq_fit_layer_report {
 kvq_status kvq_fit_layer(const kvq_fit_opts *o, const kvq_fit_input *in, kvq_layer_codebook *out,
                          kvq_fit_layer_report *rep, char *why, size_t why_len);
 
+/* Called after each layer of kvq_fit_capture (done = layers finished so far). */
+typedef void (*kvq_fit_progress_fn)(void *ctx, const kvq_fit_layer_report *r, uint32_t done,
+                                    uint32_t total);
+
+/* Fit every layer of a capture file (docs/capture-format.md) into *out (allocated here; free with
+ * kvq_codebook_free): model identity from the capture, provenance, diagnostics. Sink rows are the
+ * first n_sink rows of every sample. Write it with kvq_codebook_write. */
+kvq_status kvq_fit_capture(const char *capture_path, const kvq_fit_opts *o, kvq_fit_progress_fn cb,
+                           void *cb_ctx, kvq_codebook *out, char *why, size_t why_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -601,6 +601,31 @@ static kvq_status dp_solve(const groups *g, uint32_t k, float *c) {
     return KVQ_OK;
 }
 
+/* Up to o->polish_iters Lloyd steps from sorted c on the real points, each kept only when it
+ * strictly lowers the objective. Returns the objective of the final c; *kept counts the steps. */
+static double polish(pass_ws *ws, const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
+                     float *c, uint32_t *kept) {
+    double W[MAX_K], S1[MAX_K];
+    double obj = run_pass(ws, x, w, n, c, o->k, o->n_threads, W, S1);
+    for (uint32_t it = 0; it < o->polish_iters; it++) {
+        float nc[MAX_K];
+        uint32_t j = 0;
+        for (; j < o->k && W[j] > 0; j++) nc[j] = (float)(S1[j] / W[j]);
+        if (j < o->k) break;   /* an empty cluster: keep the DP's table */
+        sort_floats(nc, o->k);
+        if (!memcmp(nc, c, o->k * sizeof(float))) break;
+        double nW[MAX_K], nS1[MAX_K];
+        double nobj = run_pass(ws, x, w, n, nc, o->k, o->n_threads, nW, nS1);
+        if (!(nobj < obj)) break;
+        obj = nobj;
+        memcpy(c, nc, o->k * sizeof(float));
+        memcpy(W, nW, o->k * sizeof(double));
+        memcpy(S1, nS1, o->k * sizeof(double));
+        (*kept)++;
+    }
+    return obj;
+}
+
 static kvq_status solve_exact(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
                               float mn, float mx, float *centroids, kvq_kmeans_result *res, char *why,
                               size_t why_len) {
@@ -625,28 +650,10 @@ static kvq_status solve_exact(const float *x, const float *w, size_t n, const kv
     res->hist_gap_bound = use_sort ? 0 : ((double)mx - (double)mn) * ((double)mx - (double)mn) /
                                              (double)o->hist_bins * g.max_w;
     groups_free(&g);
-    double W[MAX_K], S1[MAX_K];
     pass_ws ws;
     st = ws_init(&ws, n, o->k);
     if (st == KVQ_OK) {
-        double obj = run_pass(&ws, x, w, n, c, o->k, o->n_threads, W, S1);
-        for (uint32_t it = 0; it < o->polish_iters; it++) {   /* keep Lloyd steps that improve */
-            float nc[MAX_K];
-            double nW[MAX_K], nS1[MAX_K];
-            uint32_t j = 0;
-            for (; j < o->k && W[j] > 0; j++) nc[j] = (float)(S1[j] / W[j]);
-            if (j < o->k) break;
-            sort_floats(nc, o->k);
-            if (!memcmp(nc, c, o->k * sizeof(float))) break;
-            double nobj = run_pass(&ws, x, w, n, nc, o->k, o->n_threads, nW, nS1);
-            if (!(nobj < obj)) break;
-            obj = nobj;
-            memcpy(c, nc, sizeof nc);
-            memcpy(W, nW, sizeof W);
-            memcpy(S1, nS1, sizeof S1);
-            res->iters++;
-        }
-        res->objective = obj;
+        res->objective = polish(&ws, x, w, n, o, c, &res->iters);
         memcpy(centroids, c, o->k * sizeof(float));
     }
     ws_free(&ws);

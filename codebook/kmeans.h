@@ -19,7 +19,7 @@ extern "C" {
 
 enum {
     KVQ_KMEANS_DEFAULT_BINS = 1 << 18,   /* exact solver's histogram resolution */
-    KVQ_KMEANS_SORT_LIMIT = 1 << 20,     /* exact solver: at most this many points -> sorted DP */
+    KVQ_KMEANS_SORT_LIMIT = 1 << 18,     /* exact solver: at most this many points -> sorted DP */
     KVQ_KMEANS_HIST_SHARDS = 8           /* fixed histogram shards (determinism across threads) */
 };
 

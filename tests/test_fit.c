@@ -3,9 +3,11 @@
  * outlier count rule, sink exclusion, the key outlier cap, Q-Norm moments, one whole layer (data
  * checks, Fisher requirement, outlier rates against the quantization reference) and determinism. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture_h5.h"
 #include "fit.h"
 #include "kvq_half.h"
 #include "kvq_test.h"
@@ -352,6 +354,121 @@ START_TEST(test_outlier_cap_ref) {
 }
 END_TEST
 
+
+/* ---- a capture file ------------------------------------------------------------------------ */
+static kvq_model_identity tiny_identity(void) {
+    kvq_model_identity id;
+    memset(&id, 0, sizeof id);
+    strcpy(id.architecture, "llama");
+    id.n_layers = 2;
+    id.n_heads = 4;
+    id.n_kv_heads = 2;
+    id.head_dim = HEAD;
+    id.hidden = 64;
+    id.vocab = 100;
+    id.rope_theta = 10000;
+    id.rope_scaling_factor = 1;
+    id.fingerprint = 0x0123456789ABCDEFull;
+    return id;
+}
+
+/* Six samples of 100 rows; layer l holds make_layer(seed 20 + l). */
+static void write_capture(const char *path, int fisher, layer_data *d[2]) {
+    kvq_model_identity id = tiny_identity();
+    kvq_capture_meta meta;
+    kvq_capture_meta_init(&meta, &id);
+    meta.seq_len = 100;
+    meta.samples_requested = 6;
+    meta.fisher = fisher;
+    strcpy(meta.text_path, "synthetic.txt");
+    kvq_capture_writer *w = NULL;
+    char why[256] = "";
+    ck_assert_msg(kvq_capture_create(path, &meta, &w, why, sizeof why) == KVQ_OK, "%s", why);
+    for (size_t s = 0; s < 6; s++) {
+        ck_assert_msg(kvq_capture_begin(w, s * 1000, 100, why, sizeof why) == KVQ_OK, "%s", why);
+        for (uint32_t l = 0; l < 2; l++) {
+            size_t off = s * 100 * DIM;
+            ck_assert_msg(kvq_capture_put_layer(w, l, d[l]->k + off, d[l]->v + off, fisher ? d[l]->fk + off : NULL,
+                                                fisher ? d[l]->fv + off : NULL, why, sizeof why) == KVQ_OK, "%s", why);
+        }
+        ck_assert_msg(kvq_capture_commit(w, why, sizeof why) == KVQ_OK, "%s", why);
+    }
+    ck_assert_msg(kvq_capture_close(w, why, sizeof why) == KVQ_OK, "%s", why);
+}
+
+static void *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc(*len + 1);
+    ck_assert_uint_eq(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    return buf;
+}
+
+START_TEST(test_fit_capture_file) {
+    layer_data *d[2] = {malloc(sizeof(layer_data)), malloc(sizeof(layer_data))};
+    make_layer(d[0], 20);
+    make_layer(d[1], 21);
+    char path[512], nofisher[512], out1[512], out2[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/fit_cap.h5", kvq_test_tmpdir());
+    snprintf(nofisher, sizeof nofisher, "%s/fit_cap_nofisher.h5", kvq_test_tmpdir());
+    snprintf(out1, sizeof out1, "%s/fit1.kvqc", kvq_test_tmpdir());
+    snprintf(out2, sizeof out2, "%s/fit2.kvqc", kvq_test_tmpdir());
+    write_capture(path, 1, d);
+    write_capture(nofisher, 0, d);
+    kvq_fit_opts o;
+    kvq_fit_opts_default(&o);
+    o.k_bits = 4;
+    o.v_bits = 2;
+    kvq_codebook cb;
+    ck_assert_msg(kvq_fit_capture(path, &o, NULL, NULL, &cb, why, sizeof why) == KVQ_OK, "%s", why);
+    kvq_model_identity id = tiny_identity();
+    ck_assert(kvq_codebook_check_model(&cb, &id, why, sizeof why) == KVQ_OK);
+    ck_assert_uint_eq(cb.provenance.samples, 6);
+    ck_assert_uint_eq(cb.provenance.seq_len, 100);
+    ck_assert_uint_eq(cb.n_sink, 1);
+    ck_assert_str_eq(cb.provenance.calib_text, "synthetic.txt");
+    /* the sink rows come from the sample boundaries: the same fit as in memory with rows 0, 100, ... */
+    for (uint32_t l = 0; l < 2; l++) {
+        kvq_layer_codebook ref;
+        kvq_fit_layer_report rep;
+        layer_alloc(&ref, 4, 2);
+        kvq_fit_input in = input_of(d[l]);
+        in.layer = l;
+        ck_assert_msg(kvq_fit_layer(&o, &in, &ref, &rep, why, sizeof why) == KVQ_OK, "%s", why);
+        ck_assert(!memcmp(ref.k.centroids, cb.layers[l].k.centroids, 16 * sizeof(float)));
+        ck_assert(!memcmp(ref.v.centroids, cb.layers[l].v.centroids, 4 * sizeof(float)));
+        ck_assert(!memcmp(ref.k.zero_point, cb.layers[l].k.zero_point, DIM * sizeof(float)));
+        ck_assert(cb.diag.k_objective[l] == rep.k_objective && cb.diag.v_outlier_rate[l] == rep.v_outlier_rate);
+        ck_assert(cb.layers[l].v.qnorm == 1 && cb.layers[l].k.qnorm == 0);
+        layer_release(&ref);
+    }
+    ck_assert(kvq_codebook_write(out1, &cb) == KVQ_OK);
+    kvq_codebook_free(&cb);
+    /* byte-identical with another thread count */
+    o.n_threads = 3;
+    ck_assert_msg(kvq_fit_capture(path, &o, NULL, NULL, &cb, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert(kvq_codebook_write(out2, &cb) == KVQ_OK);
+    kvq_codebook_free(&cb);
+    size_t n1, n2;
+    void *b1 = slurp(out1, &n1), *b2 = slurp(out2, &n2);
+    ck_assert(n1 == n2 && !memcmp(b1, b2, n1));
+    free(b1);
+    free(b2);
+    /* no Fisher in the file: refused for a Fisher weighting, fine unweighted */
+    ck_assert(kvq_fit_capture(nofisher, &o, NULL, NULL, &cb, why, sizeof why) == KVQ_ERR_MISSING);
+    ck_assert_msg(strstr(why, "no Fisher") != NULL, "%s", why);
+    o.weighting = KVQ_WEIGHT_NONE;
+    ck_assert_msg(kvq_fit_capture(nofisher, &o, NULL, NULL, &cb, why, sizeof why) == KVQ_OK, "%s", why);
+    kvq_codebook_free(&cb);
+    free(d[0]);
+    free(d[1]);
+}
+END_TEST
+
 static Suite *fit_suite(void) {
     Suite *s = suite_create("fit");
     TCase *tc = tcase_create("core");
@@ -365,6 +482,7 @@ static Suite *fit_suite(void) {
     tcase_add_test(tc, test_layer_deterministic_and_consistent);
     tcase_add_test(tc, test_layer_rejects);
     tcase_add_test(tc, test_outlier_cap_ref);
+    tcase_add_test(tc, test_fit_capture_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,6 @@
 /* bench_forward.c — CPU throughput of the engine (calib/engine.h): tokens/s of the forward pass and
  * of forward+backward (what `kvq capture` runs) at 1 thread and at N threads, side by side with the
- * 1-thread forward pass as the baseline ratio. Tokens are seeded pseudo-random ids (speed does not
+ * 1-thread forward pass as the baseline ratio, plus tokens per CPU-second. Tokens are seeded pseudo-random ids (speed does not
  * depend on content). Not a correctness test (tests/test_engine_ref.c is).
  *
  *   build/bench_forward [--model DIR] [--seq-len 512] [--batch 1] [--windows 4] [--threads N] */
@@ -12,15 +12,17 @@
 
 #include "engine.h"
 
-static double now_s(void) {
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Tokens/s of `windows` windows (in batches) at `threads` threads; < 0 on error. */
+/* Tokens/s (wall clock) of `windows` windows (in batches) at `threads` threads, and in *per_cpu_s
+ * tokens per second of process CPU time (steadier than wall time on a shared machine; it counts
+ * spinning threads too); < 0 on error. */
 static double run(const kvq_model *m, const int32_t *tokens, int T, int B, int windows, int threads,
-                  int backward) {
+                  int backward, double *per_cpu_s) {
     kvq_engine_set_threads(threads);
     kvq_engine_opts o = {B, T, backward};
     kvq_engine *e = NULL;
@@ -31,15 +33,16 @@ static double run(const kvq_model *m, const int32_t *tokens, int T, int B, int w
     }
     /* one warm-up batch (page faults, BLAS buffers), then the timed windows */
     int ok = kvq_engine_forward(e, tokens, 1, NULL, why, sizeof why) == KVQ_OK;
-    double t0 = now_s();
+    double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     for (int w = 0; ok && w < windows; w += B) {
         int nb = windows - w < B ? windows - w : B;
         ok = kvq_engine_forward(e, tokens + (size_t)w * T, nb, NULL, why, sizeof why) == KVQ_OK &&
              (!backward || kvq_engine_backward(e, why, sizeof why) == KVQ_OK);
     }
-    double dt = now_s() - t0;
+    double dt = clock_s(CLOCK_MONOTONIC) - t0, dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     kvq_engine_free(e);
     if (!ok) { fprintf(stderr, "bench_forward: %s\n", why); return -1; }
+    *per_cpu_s = (double)windows * T / dc;
     return (double)windows * T / dt;
 }
 
@@ -80,20 +83,20 @@ int main(int argc, char **argv) {
     printf("seq_len %d, batch %d, %d windows per run; activations %.1f MiB forward, %.1f MiB with backward\n",
            T, B, windows, kvq_engine_activation_bytes(c, &fo) / 1048576.0,
            kvq_engine_activation_bytes(c, &bo) / 1048576.0);
-    printf("%-34s %12s %8s\n", "run", "tokens/s", "ratio");
+    printf("%-34s %12s %8s %16s\n", "run", "tokens/s", "ratio", "tokens/CPU-s");
     /* (threads, backward); the first is the baseline; N-thread runs only when N > 1 */
     int runs[4][2] = {{1, 0}, {threads, 0}, {1, 1}, {threads, 1}};
     double base = 0;
     int rc = 0;
     for (int k = 0; k < 4 && !rc; k++) {
         if (k % 2 && threads == 1) continue;
-        double r = run(&m, tokens, T, B, windows, runs[k][0], runs[k][1]);
+        double per_cpu = 0, r = run(&m, tokens, T, B, windows, runs[k][0], runs[k][1], &per_cpu);
         if (r < 0) { rc = 1; break; }
         if (k == 0) base = r;
         char label[64];
         snprintf(label, sizeof label, "%s, %d thread%s%s", runs[k][1] ? "forward+backward" : "forward",
                  runs[k][0], runs[k][0] > 1 ? "s" : "", k == 0 ? " (baseline)" : "");
-        printf("%-34s %12.0f %8.2f\n", label, r, r / base);
+        printf("%-34s %12.0f %8.2f %16.0f\n", label, r, r / base, per_cpu);
     }
     free(tokens);
     kvq_model_free(&m);

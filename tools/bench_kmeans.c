@@ -4,7 +4,9 @@
  * the non-outlier k-means input is) and log-normal Fisher weights. Prints time and weighted
  * objective of each solver and their ratios. Not a test: it checks nothing but prints figures.
  * Options: --n N, --bits B (default 3; repeatable as a comma list), --threads T (default: online
- * CPUs), --bins N (exact solver's histogram), --polish N (its Lloyd polish steps), --seed S. */
+ * CPUs), --bins N (exact solver's histogram), --polish N (its Lloyd polish steps), --seed S.
+ * --layer ROWS instead times a whole kvq_fit_layer (thresholds, normalisation through quant.h,
+ * k-means and Q-Norm of K and V) on a synthetic layer of ROWS tokens x kv_dim 4096. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fit.h"
 #include "kmeans.h"
 
 enum { GEN_SLICE = 1 << 20 };
@@ -80,12 +83,55 @@ static int run(const float *x, const float *w, size_t n, uint32_t bits, int thre
     return 0;
 }
 
+/* Synthetic layer: keys with per-channel offsets and scales and heavy tails, values heavy-tailed,
+ * Fisher log-normal; the first row of every 2048 is a sink token. Returns 0 on success. */
+static int run_layer(size_t rows, int threads, uint64_t seed) {
+    const uint32_t dim = 4096, head = 128;
+    size_t n = rows * dim;
+    float *t[4];
+    for (int i = 0; i < 4; i++) t[i] = malloc(n * sizeof(float));
+    uint8_t *sink = malloc(rows);
+    if (!t[0] || !t[1] || !t[2] || !t[3] || !sink) { fprintf(stderr, "bench_kmeans: out of memory\n"); return 1; }
+    gen_ctx g = {t[0], t[2], n, seed}, h = {t[1], t[3], n, seed + 1};
+    size_t slices = (n + GEN_SLICE - 1) / GEN_SLICE;
+    kvq_parallel_for(slices, threads, gen_slice, &g);
+    kvq_parallel_for(slices, threads, gen_slice, &h);
+    for (size_t i = 0; i < n; i++) t[0][i] = t[0][i] * (1.0f + (float)(i % dim % 61)) + (float)(i % dim % 7) - 3;
+    for (size_t r = 0; r < rows; r++) sink[r] = r % 2048 == 0;
+    kvq_fit_opts o;
+    kvq_fit_opts_default(&o);
+    o.n_threads = threads;
+    kvq_layer_codebook l;
+    memset(&l, 0, sizeof l);
+    l.k.bits = l.v.bits = 3;
+    float ck[8], cv[8];
+    l.k.centroids = ck;
+    l.v.centroids = cv;
+    l.k.zero_point = malloc(dim * sizeof(float));
+    l.k.half_range = malloc(dim * sizeof(float));
+    kvq_fit_input in = {0, t[0], t[1], t[2], t[3], rows, dim, head, sink};
+    kvq_fit_layer_report rep;
+    char why[256] = "";
+    kvq_status st = kvq_fit_layer(&o, &in, &l, &rep, why, sizeof why);
+    if (st != KVQ_OK) fprintf(stderr, "bench_kmeans: %s: %s\n", kvq_status_name(st), why);
+    else
+        printf("kvq_fit_layer, %zu rows x %u, 3 bits, p = 0.01, exact, %d threads: %.2f s "
+               "(K objective %.6e, V objective %.6e, outliers K %.3f%% V %.3f%%)\n", rows, dim, threads,
+               rep.seconds, rep.k_objective, rep.v_objective, 100 * rep.k_outlier_rate, 100 * rep.v_outlier_rate);
+    for (int i = 0; i < 4; i++) free(t[i]);
+    free(sink);
+    free(l.k.zero_point);
+    free(l.k.half_range);
+    return st != KVQ_OK;
+}
+
 int main(int argc, char **argv) {
     size_t n = (size_t)4096 * 16 * 2048;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     uint32_t bins = 0;
     long polish = -1;
+    size_t layer_rows = 0;
     uint64_t seed = 0;
     const char *bits_list = "3";
     for (int i = 1; i < argc; i++) {
@@ -94,14 +140,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--bits") && v) bits_list = argv[++i];
         else if (!strcmp(argv[i], "--threads") && v) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bins") && v) bins = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--layer") && v) layer_rows = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--polish") && v) polish = atol(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && v) seed = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: bench_kmeans [--n N] [--bits 2,3,4] [--threads T] [--bins N] [--polish N] [--seed S]\n");
+            fprintf(stderr, "usage: bench_kmeans [--n N] [--bits 2,3,4] [--threads T] [--bins N] [--polish N] [--seed S] [--layer ROWS]\n");
             return 2;
         }
     }
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* figures appear as they come, also into a file */
     if (threads < 1 || n < 16) { fprintf(stderr, "bench_kmeans: bad --threads or --n\n"); return 2; }
+    if (layer_rows) return run_layer(layer_rows, threads, seed);
     gen_ctx g = {malloc(n * sizeof(float)), malloc(n * sizeof(float)), n, seed};
     if (!g.x || !g.w) { fprintf(stderr, "bench_kmeans: out of memory for %zu points\n", n); return 1; }
     double t0 = now();

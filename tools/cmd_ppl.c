@@ -29,7 +29,7 @@ static void usage(FILE *f) {
                "  --max-windows W   only the first W windows (default: all)\n"
                "  --batch B         windows per forward pass (default 1; memory grows with B)\n"
                "  --tokenizer T     tokenizer.json, tokenizer.bin or .gguf (default: the model's own)\n"
-               "  --threads N       CPU threads (default: one per core; on a busy machine 1 can be faster)\n"
+               "  --threads N       CPU threads (default: the cores not busy by the load average, at least 1)\n"
                "  --json            print one JSON object on stdout instead of text\n"
                "  --help            this message\n");
 }
