@@ -14,11 +14,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "capture_h5.h"
+#include "engine.h"
+#include "kvq_model.h"
 #include "capture_synth.h"
 #include "kvq_test.h"
 #include "rng.h"
 #include "sha256.h"
+#include "tokenizer.h"
 
 static void sha_hex(const void *data, size_t len, char hex[65]) {
     kvq_sha256 c;
@@ -454,6 +458,123 @@ START_TEST(test_write_failure_keeps_prefix) {
 }
 END_TEST
 
+START_TEST(test_windows) {
+    uint64_t a[50], b[50];
+    ck_assert_int_eq(kvq_capture_windows(1000, 100, 50, 3, a), KVQ_OK);
+    ck_assert_int_eq(kvq_capture_windows(1000, 100, 50, 3, b), KVQ_OK);
+    ck_assert(memcmp(a, b, sizeof a) == 0);                   /* same seed, same windows */
+    kvq_rng r;                                                /* the documented draw */
+    kvq_rng_seed(&r, 3);
+    for (int i = 0; i < 50; i++) ck_assert_uint_eq(a[i], kvq_rng_below(&r, 901));
+    ck_assert_int_eq(kvq_capture_windows(1000, 100, 50, 4, b), KVQ_OK);
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    ck_assert_int_eq(kvq_capture_windows(100, 100, 3, 9, b), KVQ_OK);   /* one possible window */
+    ck_assert(b[0] == 0 && b[1] == 0 && b[2] == 0);
+    ck_assert_int_eq(kvq_capture_windows(99, 100, 1, 0, b), KVQ_ERR_DATA);
+}
+END_TEST
+
+/* The capture loop on stories260K: what lands in the file is the engine's K, V and squared
+ * gradients for the documented windows of the tokenized text, at the right rows. */
+START_TEST(test_capture_run_stories260K) {
+    const char *mp = kvq_test_shared("models/stories260K/stories260K.bin");
+    KVQ_SKIP_IF_MISSING(mp, "models/stories260K/stories260K.bin");
+    char model_path[1024], text_path[1024], why[1024] = "";
+    snprintf(model_path, sizeof model_path, "%s", mp);
+    const char *tp = kvq_test_shared("data/text/tinystories_val_subset.txt");
+    KVQ_SKIP_IF_MISSING(tp, "data/text/tinystories_val_subset.txt");
+    snprintf(text_path, sizeof text_path, "%s", tp);
+    kvq_capture_opts o;
+    kvq_capture_opts_init(&o);
+    o.model_path = model_path;
+    o.text_path = text_path;
+    o.out_path = tmp_path("run.h5");
+    o.samples = 3;
+    o.seq_len = 32;
+    o.seed = 5;
+    o.n_layers = 2; o.layers[0] = 1; o.layers[1] = 4;
+    o.threads = 1;
+    kvq_capture_result res;
+    ck_assert_msg(kvq_capture_run(&o, &res, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_int_eq(res.samples_total, 3);
+    ck_assert(isfinite(res.mean_loss) && res.mean_loss > 0);
+    kvq_capture_reader *r = NULL;
+    ck_assert_msg(kvq_capture_open(o.out_path, &r, why, sizeof why) == KVQ_OK, "%s", why);
+    const kvq_capture_meta *m = kvq_capture_reader_meta(r);
+    kvq_model model;
+    ck_assert_msg(kvq_model_load(model_path, &model, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_uint_eq(m->model.fingerprint, kvq_model_fingerprint(&model));
+    ck_assert_int_eq(m->n_captured, 2);
+    ck_assert_uint_eq(m->text_tokens, res.text_tokens);
+    ck_assert_str_eq(m->text_sha256, res.text_sha256);
+    uint64_t starts[3];
+    ck_assert_int_eq(kvq_capture_windows(res.text_tokens, 32, 3, 5, starts), KVQ_OK);
+    /* rerun sample 2 through the engine: tokens from the text, as the capture must have */
+    kvq_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    FILE *f = fopen(text_path, "rb");
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)len);
+    ck_assert_int_eq(fread(text, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    ck_assert_int_eq(kvq_tokenizer_load_for_model(model_path, &tok, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_tokenize(tok, text, (size_t)len, kvq_tokenizer_adds_bos(tok), &ids, &n_ids, why, sizeof why), KVQ_OK);
+    ck_assert_uint_eq(n_ids, res.text_tokens);
+    kvq_engine *e = NULL;
+    kvq_engine_opts eo = {1, 32, 1};
+    ck_assert_int_eq(kvq_engine_init(&e, &model, &eo, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_engine_forward(e, ids + starts[2], 1, NULL, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_engine_backward(e, why, sizeof why), KVQ_OK);
+    size_t kv = kvq_capture_kv_dim(r);
+    float *got = malloc(32 * kv * sizeof(float)), *want = malloc(32 * kv * sizeof(float));
+    for (int li = 0; li < 2; li++) {
+        int layer = (int)m->layers[li];
+        const float *src[4] = {kvq_engine_k_pre_rope(e, layer), kvq_engine_v(e, layer),
+                               kvq_engine_k_pre_rope_grad(e, layer), kvq_engine_v_grad(e, layer)};
+        for (int t = 0; t < 4; t++) {
+            ck_assert_int_eq(kvq_capture_read_rows(r, (uint32_t)layer, (kvq_capture_tensor)t, 64, 32, got, why, sizeof why), KVQ_OK);
+            for (size_t i = 0; i < 32 * kv; i++) want[i] = t < 2 ? src[t][i] : src[t][i] * src[t][i];
+            /* same engine, same thread count, same tokens: the capture stores exactly these */
+            ck_assert_msg(memcmp(got, want, 32 * kv * sizeof(float)) == 0, "layer %d %s", layer,
+                          kvq_capture_tensor_name((kvq_capture_tensor)t));
+        }
+    }
+    ck_assert_uint_eq(kvq_capture_samples(r)[2].window_start, starts[2]);
+    free(got); free(want); free(text); free(ids);
+    kvq_engine_free(e);
+    kvq_tokenizer_free(tok);
+    kvq_capture_reader_free(r);
+    /* bad inputs: existing output without --resume; resume with other settings; text shorter
+     * than a window; unwritable output */
+    ck_assert_int_eq(kvq_capture_run(&o, &res, why, sizeof why), KVQ_ERR_IO);
+    o.resume = 1;
+    ck_assert_msg(kvq_capture_run(&o, &res, why, sizeof why) == KVQ_OK, "%s", why);   /* nothing left to do */
+    ck_assert_int_eq(res.samples_resumed, 3);
+    o.seq_len = 16;
+    ck_assert_int_eq(kvq_capture_run(&o, &res, why, sizeof why), KVQ_ERR_MISMATCH);
+    ck_assert_msg(strstr(why, "seq_len"), "%s", why);
+    o.seq_len = 32;
+    o.resume = 0;
+    const char *small = tmp_path("small.txt");
+    f = fopen(small, "w");
+    fputs("Once upon a time.", f);
+    fclose(f);
+    o.text_path = small;
+    o.out_path = tmp_path("small.h5");
+    ck_assert_int_eq(kvq_capture_run(&o, &res, why, sizeof why), KVQ_ERR_DATA);
+    ck_assert_msg(strstr(why, "fewer than one window"), "%s", why);
+    struct stat sb;
+    ck_assert_int_ne(stat(o.out_path, &sb), 0);
+    o.text_path = text_path;
+    o.out_path = "/nonexistent-dir/out.h5";
+    ck_assert_int_eq(kvq_capture_run(&o, &res, why, sizeof why), KVQ_ERR_IO);
+    kvq_model_free(&model);
+}
+END_TEST
+
 static Suite *capture_suite(void) {
     Suite *s = suite_create("capture");
     TCase *tc = tcase_create("core");
@@ -471,6 +592,8 @@ static Suite *capture_suite(void) {
     tcase_add_test(tc, test_merge);
     tcase_add_test(tc, test_resume_finished_file);
     tcase_add_test(tc, test_write_failure_keeps_prefix);
+    tcase_add_test(tc, test_windows);
+    tcase_add_test(tc, test_capture_run_stories260K);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "capture_h5.h"
 #include "capture_synth.h"
 #include "kvq_test.h"
@@ -226,12 +227,78 @@ END_TEST
 START_TEST(test_kill_f16_gzip) { kill_and_resume(KVQ_CAPTURE_F16, 3, 2); }
 END_TEST
 
+/* End to end: `kvq capture` runs (the real engine on stories260K, with --resume every time) killed
+ * at random moments until one finishes; the result equals an uninterrupted capture. */
+static void capture_child(kvq_capture_opts *o) {
+    kvq_capture_result res;
+    char why[512] = "";
+    kvq_status st = kvq_capture_run(o, &res, why, sizeof why);
+    if (st) fprintf(stderr, "capture child: %s\n", why);
+    _exit(st ? 20 + (int)st : 0);
+}
+
+START_TEST(test_kill_real_capture) {
+    const char *mp = kvq_test_shared("models/stories260K/stories260K.bin");
+    KVQ_SKIP_IF_MISSING(mp, "models/stories260K/stories260K.bin");
+    char model[1024], text[1024], ref_path[1024], path[1024], why[512] = "";
+    snprintf(model, sizeof model, "%s", mp);
+    const char *tp = kvq_test_shared("data/text/tinystories_val_subset.txt");
+    KVQ_SKIP_IF_MISSING(tp, "data/text/tinystories_val_subset.txt");
+    snprintf(text, sizeof text, "%s", tp);
+    snprintf(ref_path, sizeof ref_path, "%s/real-ref.h5", kvq_test_tmpdir());
+    snprintf(path, sizeof path, "%s/real-kill.h5", kvq_test_tmpdir());
+    kvq_capture_opts o;
+    kvq_capture_opts_init(&o);
+    o.model_path = model;
+    o.text_path = text;
+    o.samples = 12;
+    o.seq_len = 64;
+    o.threads = 1;
+    o.resume = 1;
+    o.out_path = ref_path;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    pid_t pid = fork();
+    if (pid == 0) capture_child(&o);
+    int status;
+    waitpid(pid, &status, 0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uninterrupted capture failed");
+    long full_us = (b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000;
+    o.out_path = path;
+    srand(11);
+    int kills = 0;
+    for (int attempt = 0;; attempt++) {
+        pid = fork();
+        if (pid == 0) capture_child(&o);
+        if (attempt < 4) {
+            usleep((useconds_t)(rand() % (full_us + 1)));
+            kill(pid, SIGKILL);
+        }
+        waitpid(pid, &status, 0);
+        if (WIFEXITED(status)) {
+            ck_assert_msg(WEXITSTATUS(status) == 0, "capture exited with %d", WEXITSTATUS(status));
+            break;
+        }
+        kills++;
+    }
+    kvq_capture_reader *got = NULL, *ref = NULL;
+    ck_assert_msg(kvq_capture_open(path, &got, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_msg(kvq_capture_open(ref_path, &ref, why, sizeof why) == KVQ_OK, "%s", why);
+    same_content(got, ref);
+    kvq_capture_reader_free(got);
+    kvq_capture_reader_free(ref);
+    fprintf(stderr, "kill_real_capture: %d kills, uninterrupted run %ld us\n", kills, full_us);
+}
+END_TEST
+
 static Suite *resume_suite(void) {
     Suite *s = suite_create("capture_resume");
     TCase *tc = tcase_create("kill");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_kill_f32);
     tcase_add_test(tc, test_kill_f16_gzip);
+    tcase_add_test(tc, test_kill_real_capture);
     suite_add_tcase(s, tc);
     return s;
 }
