@@ -37,6 +37,8 @@ kvq_status kvq_cap_h5err(char *why, size_t why_len, const char *what) {
     err_walk w = {{0}, 0, 0};
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &w);
     H5Eclear2(H5E_DEFAULT);
+    for (char *c = w.last; *c; c++)   /* one line: HDF5's messages may contain newlines */
+        if (*c == '\n' || *c == '\r') *c = ' ';
     if (why && why_len) snprintf(why, why_len, "%s failed%s%s", what, w.last[0] ? ": " : "", w.last);
     return w.checksum ? KVQ_ERR_CHECKSUM : w.os_error ? KVQ_ERR_IO : KVQ_ERR_HDF5;
 }

@@ -1,13 +1,10 @@
 /* capture_h5_read.c — the capture file reader (what `kvq fit` uses) and merge of captures
  * (docs/capture-format.md). The reader shows only committed samples, also of a file a killed writer
  * left behind. Not the writer (capture_h5.c). */
-#include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "capture_h5_int.h"

@@ -273,6 +273,20 @@ START_TEST(test_reader_rejects) {
     H5Fclose(h);
     ck_assert_int_eq(kvq_capture_open(other, &r, why, sizeof why), KVQ_ERR_MAGIC);
     ck_assert_ptr_null(r);
+    /* a capture from a future format version */
+    kvq_capture_meta m;
+    synth_meta(&m, 1, 8, 16, 1, 0, KVQ_CAPTURE_F32, 0);
+    const char *p = tmp_path("future.h5");
+    write_synth(p, &m, 1);
+    h = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert(h >= 0);
+    hid_t a = H5Aopen(h, "format_version", H5P_DEFAULT);
+    int32_t v2 = 2;
+    ck_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT32, &v2) >= 0);
+    H5Aclose(a);
+    H5Fclose(h);
+    ck_assert_int_eq(kvq_capture_open(p, &r, why, sizeof why), KVQ_ERR_VERSION);
+    ck_assert_msg(strstr(why, "format_version 2"), "%s", why);
 }
 END_TEST
 

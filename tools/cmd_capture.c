@@ -224,10 +224,11 @@ int kvq_cmd_capture(int argc, char **argv) {
     kvq_status st = kvq_capture_run(&a.o, &res, why, sizeof why);
     if (ps.started) kvq_progress_end(&ps.bar);
     if (st) {
+        int code = kvq_report("capture", st, a.o.out_path, why);
         if (res.samples_total)
             fprintf(stderr, "kvq capture: %s keeps %u committed samples; continue it with --resume\n",
                     a.o.out_path, res.samples_total);
-        return kvq_report("capture", st, a.o.out_path, why);
+        return code;
     }
     print_summary(&a, &res);
     return KVQ_EXIT_OK;
