@@ -54,3 +54,4 @@ bench-gpu: cuda
 	@if command -v python3 >/dev/null 2>&1; then python3 tools/bench_sdpa.py; \
 	  else echo "bench-gpu: python3 not found; PyTorch SDPA baseline not measured"; fi
 endif
+include kernels/engine_cuda.mk
