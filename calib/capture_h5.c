@@ -246,7 +246,7 @@ done:
     return st;
 }
 
-static void sync_dir_of(const char *path) {
+void kvq_cap_sync_dir(const char *path) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
@@ -312,7 +312,7 @@ kvq_status kvq_cap_create_ex(const char *path, const kvq_capture_meta *m, const 
     }
     tmp[0] = 0;
     snprintf(w->path, sizeof w->path, "%s", path);
-    sync_dir_of(path);
+    kvq_cap_sync_dir(path);
 done:
     if (fapl >= 0) H5Pclose(fapl);
     if (st) {

@@ -35,6 +35,8 @@ kvq_status kvq_cap_h5err(char *why, size_t why_len, const char *what);
         if ((call) < 0) { st = kvq_cap_h5err(why, why_len, #call); goto done; }            \
     } while (0)
 
+/* fsync the directory holding `path` (after a rename), best effort. */
+void kvq_cap_sync_dir(const char *path);
 /* Write a variable-length UTF-8 string attribute. */
 herr_t kvq_cap_attr_str(hid_t loc, const char *name, const char *v);
 /* File element type of a storage dtype (caller closes it). */

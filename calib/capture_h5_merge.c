@@ -2,8 +2,6 @@
  * (docs/capture-format.md "Merging"): samples in input order, data and per-sample statistics
  * copied exactly, sources concatenated. Not a resume (capture_h5.c) and not a filter: every
  * committed sample of every input is taken. */
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,12 +137,7 @@ kvq_status kvq_capture_merge(const char *const *inputs, size_t n_inputs, const c
         st = KVQ_ERR_IO;
     }
     if (st) unlink(tmp);
-    else {
-        char dir[4200];
-        snprintf(dir, sizeof dir, "%s", out_path);
-        int fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-        if (fd >= 0) { fsync(fd); close(fd); }
-    }
+    else kvq_cap_sync_dir(out_path);
     for (size_t i = 0; ms.in && i < n_inputs; i++) kvq_capture_reader_free(ms.in[i]);
     for (int t = 0; t < 4; t++) { free(ms.buf[t]); free(ms.stats[t]); }
     free(ms.in); free(ms.src_offset); free(ms.src);
