@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "engine_backend.h"
 #include "kvq_model.h"
 #include "rng.h"
 #include "sha256.h"
@@ -84,7 +85,8 @@ typedef struct run {
     int32_t *ids;               /* (n_ids) the tokenized text */
     size_t n_ids;
     uint64_t *starts;           /* (samples) */
-    kvq_engine *eng;
+    const kvq_engine_backend *be;
+    void *eng;                  /* be's engine */
     kvq_capture_writer *w;
     float *fk, *fv;             /* (seq_len, kv_dim) squared gradients */
     kvq_capture_meta meta;
@@ -92,7 +94,7 @@ typedef struct run {
 
 static void run_free(run *r) {
     kvq_capture_close(r->w, NULL, 0);
-    kvq_engine_free(r->eng);
+    if (r->be) r->be->free(r->eng);
     kvq_tokenizer_free(r->tok);
     kvq_model_free(&r->model);
     free(r->ids); free(r->starts); free(r->fk); free(r->fv);
@@ -174,21 +176,26 @@ static void square(float *out, const float *g, size_t n) {
 static kvq_status one_sample(run *r, uint32_t s, double *loss, char *why, size_t why_len) {
     const kvq_capture_meta *m = &r->meta;
     size_t n = (size_t)m->seq_len * m->model.n_kv_heads * m->model.head_dim;
-    kvq_status st = kvq_engine_forward(r->eng, r->ids + r->starts[s], 1, loss, why, why_len);
+    kvq_status st = r->be->run(r->eng, r->ids + r->starts[s], m->fisher, loss, why, why_len);
     if (!st && !isfinite(*loss)) {
         snprintf(why, why_len, "loss of sample %u (window start %llu) is %g", s, (unsigned long long)r->starts[s], *loss);
         return KVQ_ERR_NONFINITE;
     }
-    if (!st && m->fisher) st = kvq_engine_backward(r->eng, why, why_len);
     if (!st) st = kvq_capture_begin(r->w, r->starts[s], m->seq_len, why, why_len);
     for (uint32_t slot = 0; slot < m->n_captured && !st; slot++) {
         int layer = (int)m->layers[slot];
-        if (m->fisher) {
-            square(r->fk, kvq_engine_k_pre_rope_grad(r->eng, layer), n);
-            square(r->fv, kvq_engine_v_grad(r->eng, layer), n);
+        const float *fk = NULL, *fv = NULL;
+        if (m->fisher && r->be->grads_squared) {
+            fk = r->be->k_grad(r->eng, layer);
+            fv = r->be->v_grad(r->eng, layer);
+        } else if (m->fisher) {
+            square(r->fk, r->be->k_grad(r->eng, layer), n);
+            square(r->fv, r->be->v_grad(r->eng, layer), n);
+            fk = r->fk;
+            fv = r->fv;
         }
-        st = kvq_capture_put_layer(r->w, slot, kvq_engine_k_pre_rope(r->eng, layer), kvq_engine_v(r->eng, layer),
-                                   m->fisher ? r->fk : NULL, m->fisher ? r->fv : NULL, why, why_len);
+        st = kvq_capture_put_layer(r->w, slot, r->be->k_pre_rope(r->eng, layer), r->be->v(r->eng, layer), fk, fv,
+                                   why, why_len);
     }
     return st ? st : kvq_capture_commit(r->w, why, why_len);
 }
@@ -203,16 +210,18 @@ kvq_status kvq_capture_run(const kvq_capture_opts *o, kvq_capture_result *res, c
         snprintf(why, why_len, "model, text and output are required; samples >= 1, seq_len >= 2");
         return KVQ_ERR_ARG;
     }
-    kvq_status st = prepare(&r, o, res, why, why_len);
+    kvq_status st = kvq_engine_backend_get(o->device, &r.be, why, why_len);
+    if (st) return st;
+    st = prepare(&r, o, res, why, why_len);
     if (!st) st = open_output(&r, o, &done, why, why_len);
     if (!st) {
         kvq_engine_opts eo = {1, (int)o->seq_len, r.meta.fisher};
         if (o->threads > 0) kvq_engine_set_threads(o->threads);
-        res->engine_bytes = kvq_engine_activation_bytes(&r.model.cfg, &eo);
-        st = kvq_engine_init(&r.eng, &r.model, &eo, why, why_len);
+        if (!strcmp(r.be->name, "cpu")) res->engine_bytes = kvq_engine_activation_bytes(&r.model.cfg, &eo);
+        st = r.be->init(&r.eng, &r.model, (int)o->seq_len, r.meta.fisher, why, why_len);
     }
     size_t n = (size_t)o->seq_len * r.meta.model.n_kv_heads * r.meta.model.head_dim;
-    if (!st && r.meta.fisher) {
+    if (!st && r.meta.fisher && !r.be->grads_squared) {
         r.fk = malloc(n * sizeof *r.fk);
         r.fv = malloc(n * sizeof *r.fv);
         if (!r.fk || !r.fv) st = KVQ_ERR_NOMEM;

@@ -36,6 +36,7 @@ typedef struct kvq_capture_opts {
     uint32_t layers[KVQ_CAPTURE_MAX_LAYERS];
     int resume;                   /* continue out_path if it exists (create it otherwise) */
     int threads;                  /* engine threads; <= 0 keeps the engine's default */
+    const char *device;           /* engine backend (engine_backend.h): NULL or "cpu", "cuda", "cuda-bf16" */
     kvq_capture_progress_fn progress;
     void *progress_user;
 } kvq_capture_opts;
@@ -47,7 +48,7 @@ typedef struct kvq_capture_result {
     double seconds;               /* model run + writing of the new samples */
     double tokens_per_s;          /* new samples' tokens / seconds */
     double mean_loss;             /* mean of the new windows' losses (NaN when none) */
-    size_t engine_bytes;          /* activation (+ gradient) memory of the engine */
+    size_t engine_bytes;          /* activation (+ gradient) memory of the CPU engine (0 on a GPU) */
     char text_sha256[65];
 } kvq_capture_result;
 

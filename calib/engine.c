@@ -32,7 +32,7 @@ typedef struct engine_acts {
     float *rstdf;    /* (B, T) */
     float *logits;   /* (B, T, V) */
     float *nll;      /* (B, T) */
-    float *scratch;  /* (2, T, T) attention score blocks */
+    float *scratch;  /* (2, min(T, KVQ_ATT_BLOCK), T) attention score blocks */
     float *cos_t;    /* (T, hd/2) */
     float *sin_t;    /* (T, hd/2) */
     int32_t *targets;/* (B, T) next token, -1 at the last position */
@@ -116,7 +116,7 @@ static void layout(kvq_engine *e, carver *c, int backward) {
     a->rstdf = takef(c, N, 1, 1);
     a->logits = takef(c, N, e->V, 1);
     a->nll = takef(c, N, 1, 1);
-    a->scratch = takef(c, 2, e->T, e->T);
+    a->scratch = takef(c, 2, e->T < KVQ_ATT_BLOCK ? e->T : KVQ_ATT_BLOCK, e->T);
     a->cos_t = takef(c, e->T, e->hd / 2, 1);
     a->sin_t = takef(c, e->T, e->hd / 2, 1);
     a->targets = take(c, N, sizeof(int32_t));

@@ -88,7 +88,6 @@ void kvq_rope_tables_f64(double *cos_t, double *sin_t, const double *inv_freq, i
         }
 }
 
-enum { OPS_ATT_BLOCK = 128 };      /* query rows per attention block (ops_impl.h) */
 enum { OPS_PAR_MIN = 1 << 15 };    /* elements below which a row loop runs on one thread */
 
 #define REAL float

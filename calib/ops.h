@@ -73,17 +73,19 @@ void kvq_rope_backward_f32(float *dinp /* (B, T, NH*hd) */, const float *dout /*
 
 /* Causal grouped-query attention: query head h reads K/V head h / (NH/NKV). Scores scaled by
  * 1/sqrt(hd), softmax over positions <= t with max subtraction. lse keeps each row's log-sum-exp
- * so backward recomputes the probabilities instead of storing (T, T) per head. scratch holds one
- * head's score block. NH must be a multiple of NKV. */
+ * so backward recomputes the probabilities instead of storing (T, T) per head. Query rows are
+ * processed in blocks of KVQ_ATT_BLOCK; scratch holds one block of scores, R = min(T,
+ * KVQ_ATT_BLOCK) rows of T (two blocks in backward). NH must be a multiple of NKV. */
+enum { KVQ_ATT_BLOCK = 128 };
 void kvq_attention_forward_f32(float *out /* (B, T, NH*hd) */, float *lse /* (B, NH, T) */,
                                const float *q /* (B, T, NH*hd) */, const float *k /* (B, T, NKV*hd) */,
-                               const float *v /* (B, T, NKV*hd) */, float *scratch /* (T, T) */,
+                               const float *v /* (B, T, NKV*hd) */, float *scratch /* (R, T) */,
                                int B, int T, int NH, int NKV, int hd);
 void kvq_attention_backward_f32(float *dq /* (B, T, NH*hd) */, float *dk /* (B, T, NKV*hd) */,
                                 float *dv /* (B, T, NKV*hd) */, const float *dout /* (B, T, NH*hd) */,
                                 const float *q /* (B, T, NH*hd) */, const float *k /* (B, T, NKV*hd) */,
                                 const float *v /* (B, T, NKV*hd) */, const float *lse /* (B, NH, T) */,
-                                float *scratch /* (2, T, T) */, int B, int T, int NH, int NKV, int hd);
+                                float *scratch /* (2, R, T) */, int B, int T, int NH, int NKV, int hd);
 
 /* out = silu(gate) * up, silu(x) = x / (1 + exp(-x)). n = N * intermediate. */
 void kvq_swiglu_forward_f32(float *out /* (n) */, const float *gate /* (n) */, const float *up /* (n) */,

@@ -93,7 +93,7 @@ void OP(kvq_rope_backward)(REAL *dinp, const REAL *dout, const REAL *cos_t, cons
     }
 }
 
-/* Attention works on blocks of OPS_ATT_BLOCK query rows [r0, r0+rows): causality means they only
+/* Attention works on blocks of KVQ_ATT_BLOCK query rows [r0, r0+rows): causality means they only
  * see key positions [0, r0+rows), so the (rows, cols) score block skips most of the masked
  * triangle. */
 /* Turn the score block S (rows, cols), row i at position r0+i, into causal probabilities in place
@@ -136,8 +136,8 @@ void OP(kvq_attention_forward)(REAL *out, REAL *lse, const REAL *q, const REAL *
             const REAL *vh = v + (size_t)b * T * kd + (size_t)(h / rep) * hd;   /* (T, hd) stride kd */
             REAL *oh = out + (size_t)b * T * qd + (size_t)h * hd;               /* (T, hd) stride qd */
             REAL *lh = lse + ((size_t)b * NH + h) * T;                          /* (T) */
-            for (int r0 = 0; r0 < T; r0 += OPS_ATT_BLOCK) {
-                int rows = T - r0 < OPS_ATT_BLOCK ? T - r0 : OPS_ATT_BLOCK, cols = r0 + rows;
+            for (int r0 = 0; r0 < T; r0 += KVQ_ATT_BLOCK) {
+                int rows = T - r0 < KVQ_ATT_BLOCK ? T - r0 : KVQ_ATT_BLOCK, cols = r0 + rows;
                 OPS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, hd, scale,
                          qh + (size_t)r0 * qd, qd, kh, kd, 0, scratch, cols);
                 OP(attn_probs)(scratch, lh + r0, r0, rows, cols);
@@ -155,14 +155,15 @@ void OP(kvq_attention_backward)(REAL *dq, REAL *dk, REAL *dv, const REAL *dout, 
                                 int B, int T, int NH, int NKV, int hd) {
     int qd = NH * hd, kd = NKV * hd, rep = NH / NKV;
     REAL scale = (REAL)(1.0 / sqrt((double)hd));
-    REAL *P = scratch, *dS = scratch + (size_t)T * T;   /* (rows, cols) blocks each */
+    size_t block = (size_t)(T < KVQ_ATT_BLOCK ? T : KVQ_ATT_BLOCK) * T;
+    REAL *P = scratch, *dS = scratch + block;   /* (rows, cols) blocks, rows*cols <= block */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             size_t qoff = (size_t)b * T * qd + (size_t)h * hd;
             size_t koff = (size_t)b * T * kd + (size_t)(h / rep) * hd;
             const REAL *lh = lse + ((size_t)b * NH + h) * T;
-            for (int r0 = 0; r0 < T; r0 += OPS_ATT_BLOCK) {
-                int rows = T - r0 < OPS_ATT_BLOCK ? T - r0 : OPS_ATT_BLOCK, cols = r0 + rows;
+            for (int r0 = 0; r0 < T; r0 += KVQ_ATT_BLOCK) {
+                int rows = T - r0 < KVQ_ATT_BLOCK ? T - r0 : KVQ_ATT_BLOCK, cols = r0 + rows;
                 size_t qrow = qoff + (size_t)r0 * qd;
                 OPS_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, hd, scale,
                          q + qrow, qd, k + koff, kd, 0, P, cols);

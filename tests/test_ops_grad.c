@@ -205,7 +205,8 @@ static double at_loss(fd_op *op) {
 static void check_attention(int B, int T, int NH, int NKV, int hd, size_t checks) {
     at_ctx c = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, B, T, NH, NKV, hd};
     size_t nq = (size_t)B * T * NH * hd, nk = (size_t)B * T * NKV * hd, nl = (size_t)B * NH * T;
-    c.out = zeros(nq); c.lse = zeros(nl); c.scratch = zeros(2 * (size_t)T * T);
+    size_t ns = 2 * (size_t)(T < KVQ_ATT_BLOCK ? T : KVQ_ATT_BLOCK) * T;   /* exactly the documented size */
+    c.out = zeros(nq); c.lse = zeros(nl); c.scratch = zeros(ns);
     c.q = rand_vec(nq, 1.5); c.k = rand_vec(nk, 1.5); c.v = rand_vec(nk, 1); c.wt = rand_vec(nq, 1);
     double *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nk);
     fd_op op = {at_loss, &c};
@@ -221,7 +222,7 @@ static void check_attention(int B, int T, int NH, int NKV, int hd, size_t checks
 
     at_loss(&op);
     float *fq = to_f32(c.q, nq), *fk = to_f32(c.k, nk), *fv = to_f32(c.v, nk), *fwt = to_f32(c.wt, nq);
-    float *fo = calloc(nq, sizeof *fo), *fl = calloc(nl, sizeof *fl), *fs = calloc(2 * (size_t)T * T, sizeof *fs);
+    float *fo = calloc(nq, sizeof *fo), *fl = calloc(nl, sizeof *fl), *fs = calloc(ns, sizeof *fs);
     float *fdq = calloc(nq, sizeof *fdq), *fdk = calloc(nk, sizeof *fdk), *fdv = calloc(nk, sizeof *fdv);
     kvq_attention_forward_f32(fo, fl, fq, fk, fv, fs, B, T, NH, NKV, hd);
     kvq_attention_backward_f32(fdq, fdk, fdv, fwt, fq, fk, fv, fl, fs, B, T, NH, NKV, hd);

@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: kvq capture --model M --text FILE -o OUT.h5 [--samples N] [--seq-len N] [--seed N]\n"
             "                   [--no-fisher] [--layers 0,3-5] [--dtype f32|f16|bf16] [--compress LEVEL]\n"
-            "                   [--resume] [--tokenizer T] [--threads N] [--json]\n"
+            "                   [--resume] [--tokenizer T] [--threads N] [--device D] [--json]\n"
             "       kvq capture --merge A.h5 B.h5 [...] -o OUT.h5\n\n"
             "Run the model over seeded windows of a calibration text and write, per layer and token,\n"
             "the keys before RoPE, the values, and their Fisher information (squared gradients of the\n"
@@ -36,6 +36,8 @@ static void usage(FILE *f) {
             "  --resume          continue OUT if it exists (same model and settings required)\n"
             "  --tokenizer T     tokenizer file (default: the model's own)\n"
             "  --threads N       CPU threads (default: one per core; on a busy machine 1 can be faster)\n"
+            "  --device D        cpu (default), cuda (GPU, fp32 math: the CPU's results) or cuda-bf16\n"
+            "                    (tensor-core bf16 math); cuda needs build/kvq-cuda (`make cuda`)\n"
             "  --merge A B ...   concatenate captures of the same model and settings into OUT\n"
             "  --json            print one JSON summary on stdout\n"
             "  --help            this text\n");
@@ -96,6 +98,7 @@ static int parse_value(cap_args *a, const char *opt, const char *v) {
     else if (!strcmp(opt, "--compress")) { if (parse_u64(v, 9, &x)) return bad("--compress wants 0..9", v); o->compress = (int)x; }
     else if (!strcmp(opt, "--threads")) { if (parse_u64(v, 1024, &x)) return bad("--threads wants 0..1024", v); o->threads = (int)x; }
     else if (!strcmp(opt, "--layers")) { if (parse_layers(v, o)) return bad("--layers wants a list like 0,3-5", v); }
+    else if (!strcmp(opt, "--device")) o->device = v;
     else if (!strcmp(opt, "--dtype")) {
         if (!strcmp(v, "f32") || !strcmp(v, "float32")) o->dtype = KVQ_CAPTURE_F32;
         else if (!strcmp(v, "f16") || !strcmp(v, "float16")) o->dtype = KVQ_CAPTURE_F16;
@@ -109,7 +112,7 @@ static int parse_value(cap_args *a, const char *opt, const char *v) {
 static int parse_args(int argc, char **argv, cap_args *a) {
     static const char *const with_value[] = {"--model", "--text", "-o", "--out", "--tokenizer", "--samples",
                                              "--seq-len", "--seed", "--compress", "--threads", "--layers",
-                                             "--dtype", NULL};
+                                             "--dtype", "--device", NULL};
     memset(a, 0, sizeof *a);
     kvq_capture_opts_init(&a->o);
     for (int i = 1; i < argc; i++) {

@@ -5,7 +5,8 @@
  *  - the whole engine in fp32 math against the golden tensors of HF transformers
  *    (../shared/reference, both models) and against the CPU engine on a synthetic GQA model with
  *    two windows and a small attention chunk;
- *  - bf16 math against fp32 math (figures printed; a loose sanity bound asserted).
+ *  - bf16 math against fp32 math (figures printed; a loose sanity bound asserted);
+ *  - `kvq capture`'s loop on --device cuda against --device cpu (kvq-tiny-15m, the same file).
  * Norm: relative Frobenius error ||got-ref|| / ||ref|| per tensor (kvq_test_rel_l2). Tolerances:
  * 1e-5 for single ops (same formulas in fp32; only exp/rounding/summation order differ), 1e-4 for
  * activations and 1e-3 for gradients of whole models (as test_engine_ref.c, and the issue's 1e-3).
@@ -17,7 +18,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include "capture.h"
 #include "engine.h"
+#include "engine_backend.h"
 #include "engine_cuda_ops.h"
 #include "kvq_engine_cuda.h"
 #include "kvq_half.h"
@@ -362,6 +365,65 @@ START_TEST(test_synth_vs_cpu_and_bf16) {
 }
 END_TEST
 
+/* The capture loop (calib/capture.h) through the "cuda" backend writes the file the "cpu" backend
+ * writes: kvq-tiny-15m, 2 windows of 160 tokens of wiki.test.raw, every layer's K, V and Fisher. */
+START_TEST(test_capture_cuda_matches_cpu) {
+    if (!have_gpu()) return;
+    const char *text = kvq_test_shared("data/text/wiki.test.raw");
+    KVQ_SKIP_IF_MISSING(text, "data/text/wiki.test.raw");
+    const char *model = kvq_test_shared("models/kvq-tiny-15m");
+    if (!model) model = "data/models/kvq-tiny-15m";
+    char paths[2][1024], why[512];
+    const char *dev[2] = {"cpu", "cuda"};
+    kvq_capture_reader *rd[2];
+    for (int i = 0; i < 2; i++) {
+        kvq_capture_opts o;
+        kvq_capture_opts_init(&o);
+        snprintf(paths[i], sizeof paths[i], "%s/cap-%s.h5", kvq_test_tmpdir(), dev[i]);
+        o.model_path = model;
+        o.text_path = text;
+        o.out_path = paths[i];
+        o.samples = 2;
+        o.seq_len = 160;
+        o.seed = 7;
+        o.device = dev[i];
+        kvq_capture_result res;
+        kvq_status st = kvq_capture_run(&o, &res, why, sizeof why);
+        ck_assert_msg(st == KVQ_OK, "capture on %s: %s: %s", dev[i], kvq_status_name(st), why);
+        ck_assert_int_eq(kvq_capture_open(paths[i], &rd[i], why, sizeof why), KVQ_OK);
+    }
+    const kvq_capture_tensor kinds[4] = {KVQ_CAPTURE_K, KVQ_CAPTURE_V, KVQ_CAPTURE_FISHER_K, KVQ_CAPTURE_FISHER_V};
+    const double tol[4] = {1e-4, 1e-4, 1e-3, 1e-3};   /* activations / Fisher, as the engine tests */
+    for (uint32_t l = 0; l < kvq_capture_reader_meta(rd[0])->model.n_layers; l++)
+        for (int t = 0; t < 4; t++) {
+            float *a = NULL, *b = NULL;
+            uint64_t na = 0, nb = 0;
+            ck_assert_int_eq(kvq_capture_read_all(rd[0], l, kinds[t], &a, &na, why, sizeof why), KVQ_OK);
+            ck_assert_int_eq(kvq_capture_read_all(rd[1], l, kinds[t], &b, &nb, why, sizeof why), KVQ_OK);
+            ck_assert(na == nb && na == 320);
+            char what[64];
+            snprintf(what, sizeof what, "capture layer %u %s", l, kvq_capture_tensor_name(kinds[t]));
+            expect_rel(what, b, a, (size_t)na * kvq_capture_kv_dim(rd[0]), tol[t]);
+            free(a);
+            free(b);
+        }
+    kvq_capture_reader_free(rd[0]);
+    kvq_capture_reader_free(rd[1]);
+}
+END_TEST
+
+/* In this program the CUDA backends are linked: the lookup finds them (a CPU-only kvq says
+ * "built without CUDA" instead: tests/test_engine_backend.c). */
+START_TEST(test_backend_lookup) {
+    const kvq_engine_backend *be;
+    char why[256];
+    ck_assert_int_eq(kvq_engine_backend_get("cuda", &be, why, sizeof why), KVQ_OK);
+    ck_assert(be->grads_squared && !strcmp(be->name, "cuda"));
+    ck_assert_int_eq(kvq_engine_backend_get("cuda-bf16", &be, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_engine_backend_get("tpu", &be, why, sizeof why), KVQ_ERR_ARG);
+}
+END_TEST
+
 static Suite *engine_cuda_suite(void) {
     Suite *s = suite_create("engine_cuda");
     TCase *tc = tcase_create("core");
@@ -373,6 +435,8 @@ static Suite *engine_cuda_suite(void) {
     tcase_add_test(tc, test_tiny_reference);
     tcase_add_test(tc, test_stories_reference);
     tcase_add_test(tc, test_synth_vs_cpu_and_bf16);
+    tcase_add_test(tc, test_capture_cuda_matches_cpu);
+    tcase_add_test(tc, test_backend_lookup);
     suite_add_tcase(s, tc);
     return s;
 }
