@@ -1,8 +1,7 @@
 /* ablate.c — `kvq ablate` end to end (ablate.h): capture or reuse, per-channel key ranges for the
  * int rungs, one fitted codebook per KVQuant rung and bit width (fit.h, layer by layer), one
  * evaluation of everything against a shared reference pass (eval.h), the report files
- * (ablate_report.c). The capture it writes, when it is not given one, follows
- * docs/capture-format.md (same windows, same tensors as `kvq capture` with default settings). */
+ * (ablate_report.c). A capture it is not given is made with the capture library (capture.h). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,10 +11,9 @@
 #include <time.h>
 
 #include "ablate.h"
+#include "capture.h"
 #include "capture_h5.h"
-#include "engine.h"
 #include "fit.h"
-#include "sha256.h"
 #include "tokenizer.h"
 
 #define WHY(...) do { if (why && why_len) snprintf(why, why_len, __VA_ARGS__); } while (0)
@@ -243,64 +241,25 @@ static kvq_status build_sims(const kvq_ablate_opts *o, ablate_state *s, char *wh
     return st;
 }
 
-/* Write one sample: every layer's pre-RoPE K, V and their squared gradients. */
-static kvq_status capture_sample(kvq_engine *e, kvq_capture_writer *w, int n_layers, size_t rows,
-                                 size_t kv_dim, uint64_t start, float *fk, float *fv, char *why,
-                                 size_t why_len) {
-    kvq_status st = kvq_capture_begin(w, start, rows, why, why_len);
-    for (int l = 0; l < n_layers && st == KVQ_OK; l++) {
-        const float *gk = kvq_engine_k_pre_rope_grad(e, l), *gv = kvq_engine_v_grad(e, l);
-        for (size_t i = 0; i < rows * kv_dim; i++) { fk[i] = gk[i] * gk[i]; fv[i] = gv[i] * gv[i]; }
-        st = kvq_capture_put_layer(w, (uint32_t)l, kvq_engine_k_pre_rope(e, l), kvq_engine_v(e, l), fk, fv,
-                                   why, why_len);
-    }
-    return st == KVQ_OK ? kvq_capture_commit(w, why, why_len) : st;
+static void capture_progress(void *user, uint32_t done, uint32_t total, double loss, double seconds) {
+    if (done) logf_(user, "capture: sample %u of %u (loss %.3f, %.1f s)", done, total, loss, seconds);
 }
 
-/* Capture o->samples windows of the calibration text into `path` (forward + backward). */
-static kvq_status capture_new(const kvq_ablate_opts *o, ablate_state *s, const char *path, char *why,
-                              size_t why_len) {
-    int32_t *ids = NULL;
-    size_t n = 0, kv_dim = (size_t)s->model.cfg.n_kv_heads * (size_t)s->model.cfg.head_dim;
-    size_t rows = o->calib_seq_len;
-    kvq_capture_meta meta;
-    kvq_model_identity id;
-    kvq_model_identity_of(&s->model, &id);
-    kvq_capture_meta_init(&meta, &id);
-    kvq_status st = kvq_eval_tokenize_file(s->tok, o->calib_path, &ids, &n, why, why_len);
-    uint64_t *starts = calloc(o->samples, sizeof *starts);
-    float *fk = malloc(rows * kv_dim * sizeof(float)), *fv = malloc(rows * kv_dim * sizeof(float));
-    if (st == KVQ_OK && (!starts || !fk || !fv)) st = KVQ_ERR_NOMEM;
-    if (st == KVQ_OK && n < rows) { WHY("%s: %zu tokens, fewer than one window of %zu", o->calib_path, n, rows); st = KVQ_ERR_DATA; }
-    if (st == KVQ_OK) st = kvq_eval_calib_windows(n, o->samples, o->calib_seq_len, o->seed, starts);
-    if (st == KVQ_OK) st = kvq_sha256_file(o->calib_path, meta.text_sha256, why, why_len);
-    snprintf(meta.model_path, sizeof meta.model_path, "%s", o->model_path);
-    snprintf(meta.tokenizer, sizeof meta.tokenizer, "%s", s->tok ? kvq_tokenizer_describe(s->tok) : "");
-    snprintf(meta.text_path, sizeof meta.text_path, "%s", o->calib_path);
-    meta.text_tokens = n;
-    meta.samples_requested = o->samples;
-    meta.seq_len = o->calib_seq_len;
-    meta.seed = o->seed;
-    kvq_capture_writer *w = NULL;
-    kvq_engine *e = NULL;
-    kvq_engine_opts eo = {.batch = 1, .seq_len = (int)rows, .backward = 1};
-    if (st == KVQ_OK) st = kvq_capture_create(path, &meta, &w, why, why_len);
-    if (st == KVQ_OK) st = kvq_engine_init(&e, &s->model, &eo, why, why_len);
-    for (uint32_t i = 0; i < o->samples && st == KVQ_OK; i++) {
-        st = kvq_engine_forward(e, ids + starts[i], 1, NULL, why, why_len);
-        if (st == KVQ_OK) st = kvq_engine_backward(e, why, why_len);
-        if (st == KVQ_OK) st = capture_sample(e, w, s->model.cfg.n_layers, rows, kv_dim, starts[i], fk, fv, why, why_len);
-        logf_(o, "capture: sample %u of %u", i + 1, o->samples);
-    }
-    kvq_engine_free(e);
-    char sub[256] = "";
-    kvq_status cst = kvq_capture_close(w, sub, sizeof sub);
-    if (st == KVQ_OK && cst != KVQ_OK) { st = cst; WHY("%s", sub); }
-    free(ids);
-    free(starts);
-    free(fk);
-    free(fv);
-    return st;
+/* Capture o->samples windows of the calibration text into `path` (capture.h, `kvq capture`). */
+static kvq_status capture_new(const kvq_ablate_opts *o, const char *path, char *why, size_t why_len) {
+    kvq_capture_opts co;
+    kvq_capture_opts_init(&co);
+    co.model_path = o->model_path;
+    co.text_path = o->calib_path;
+    co.tokenizer_path = o->tokenizer_path;
+    co.out_path = path;
+    co.samples = o->samples;
+    co.seq_len = o->calib_seq_len;
+    co.seed = o->seed;
+    co.progress = capture_progress;
+    co.progress_user = (void *)o;
+    kvq_capture_result res;
+    return kvq_capture_run(&co, &res, why, why_len);
 }
 
 /* Reuse `path` when it exists (checked against the model), else capture into it. */
@@ -308,7 +267,7 @@ static kvq_status obtain_capture(const kvq_ablate_opts *o, ablate_state *s, cons
                                  int *reused, char *why, size_t why_len) {
     struct stat sb;
     *reused = stat(path, &sb) == 0;
-    kvq_status st = *reused ? KVQ_OK : capture_new(o, s, path, why, why_len);
+    kvq_status st = *reused ? KVQ_OK : capture_new(o, path, why, why_len);
     if (st == KVQ_OK) st = kvq_capture_open(path, &s->cap, why, why_len);
     if (st != KVQ_OK) return st;
     const kvq_capture_meta *meta = kvq_capture_reader_meta(s->cap);

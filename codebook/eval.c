@@ -9,7 +9,6 @@
 
 #include "engine.h"
 #include "eval.h"
-#include "rng.h"
 #include "tokenizer.h"
 
 #define WHY(...) do { if (why && why_len) snprintf(why, why_len, __VA_ARGS__); } while (0)
@@ -46,15 +45,6 @@ kvq_status kvq_eval_tokenize_file(const kvq_tokenizer *tok, const char *path, in
     }
     free(buf);
     return st;
-}
-
-kvq_status kvq_eval_calib_windows(size_t n_tokens, uint32_t n_samples, uint32_t seq_len,
-                                  uint64_t seed, uint64_t *starts) {
-    if (seq_len < 2 || n_tokens < seq_len || (!starts && n_samples)) return KVQ_ERR_ARG;
-    kvq_rng rng;
-    kvq_rng_seed(&rng, seed);
-    for (uint32_t i = 0; i < n_samples; i++) starts[i] = kvq_rng_below(&rng, n_tokens - seq_len + 1);
-    return KVQ_OK;
 }
 
 /* ---- hooks ----------------------------------------------------------------------------------- */

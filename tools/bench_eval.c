@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "baselines.h"
+#include "capture.h"
 #include "eval.h"
 #include "tokenizer.h"
 
@@ -59,7 +60,7 @@ int main(int argc, char **argv) {
     kvq_key_range range;
     memset(&range, 0, sizeof range);
     uint64_t starts[4];
-    if (st == KVQ_OK) st = kvq_eval_calib_windows(n, 4, (uint32_t)seq_len, 0, starts);
+    if (st == KVQ_OK) st = kvq_capture_windows(n, (uint32_t)seq_len, 4, 0, starts);
     if (st == KVQ_OK) st = kvq_key_range_init(&range, m.cfg.n_layers, (uint32_t)(m.cfg.n_kv_heads * m.cfg.head_dim));
     if (st == KVQ_OK) st = kvq_eval_key_range(&m, ids, n, starts, 4, seq_len, &range, why, sizeof why);
     kvq_codebook cb;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "capture.h"
 #include "eval.h"
 #include "tokenizer.h"
 
@@ -169,7 +170,7 @@ static kvq_status calib_range(const eval_args *a, const kvq_model *m, const kvq_
         snprintf(why, why_len, "%s: %zu tokens, fewer than --calib-seq-len %d", a->calib, n, a->calib_seq_len);
         st = KVQ_ERR_DATA;
     }
-    if (st == KVQ_OK) st = kvq_eval_calib_windows(n, (uint32_t)a->calib_samples, (uint32_t)a->calib_seq_len, a->seed, starts);
+    if (st == KVQ_OK) st = kvq_capture_windows(n, (uint32_t)a->calib_seq_len, (uint32_t)a->calib_samples, a->seed, starts);
     if (st == KVQ_OK) st = kvq_key_range_init(range, m->cfg.n_layers, (uint32_t)(m->cfg.n_kv_heads * m->cfg.head_dim));
     if (st == KVQ_OK) st = kvq_eval_key_range(m, ids, n, starts, (size_t)a->calib_samples, a->calib_seq_len, range, why, why_len);
     free(ids);
