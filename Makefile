@@ -18,7 +18,7 @@ HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS   := $(shell pkg-config --libs hdf5 2>/dev/null || echo -lhdf5)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
-INCLUDES := -Iformat -Icalib -Icodebook -Ikernels -Itools
+INCLUDES := -Iformat -Icalib -Icodebook -Ikernels -Itools -I$(BUILD)/gen
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wvla
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DKVQ_VERSION='"$(VERSION)"' $(OPT) -g -pthread -fopenmp -fPIC $(WARN) \
              $(INCLUDES) $(HDF5_CFLAGS) $(CFLAGS)
@@ -41,7 +41,7 @@ KVQ       := $(BUILD)/kvq
 DEPS_OK   := $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: all deps test asan fuzz fuzz-short cuda test-gpu bench bench-gpu demo install help clean
+.PHONY: FORCE all deps test asan fuzz fuzz-short cuda test-gpu bench bench-gpu demo install help clean
 
 all: $(KVQ)
 
@@ -66,7 +66,16 @@ $(DEPS_OK):
 	@mkdir -p $(@D) && touch $@
 
 # ---- library and command -------------------------------------------------------------------
-$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+# build/gen/kvq_revision.h: the git revision recorded in provenance; rewritten only when it changes.
+REVISION_H := $(BUILD)/gen/kvq_revision.h
+$(REVISION_H): FORCE
+	@mkdir -p $(@D)
+	@rev=$$(git rev-parse --short=12 HEAD 2>/dev/null)$$(git diff --quiet HEAD 2>/dev/null || echo -dirty); \
+	 line="#define KVQ_GIT_REVISION \"$$rev\""; \
+	 [ -f $@ ] && [ "$$(cat $@)" = "$$line" ] || echo "$$line" > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK) $(REVISION_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -95,7 +104,7 @@ asan:
 # ---- fuzzing (clang libFuzzer) -------------------------------------------------------------
 FUZZ_SECONDS ?= 60
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(REVISION_H)
 	@DEBS="$(FUZZ_DEBS)" sh tools/deps.sh
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -DKVQ_VERSION='"$(VERSION)"' -O1 -g -fsanitize=fuzzer,address,undefined \

@@ -9,7 +9,6 @@
 
 #include "engine.h"
 #include "eval.h"
-#include "rng.h"
 #include "tokenizer.h"
 
 #define WHY(...) do { if (why && why_len) snprintf(why, why_len, __VA_ARGS__); } while (0)
@@ -46,15 +45,6 @@ kvq_status kvq_eval_tokenize_file(const kvq_tokenizer *tok, const char *path, in
     }
     free(buf);
     return st;
-}
-
-kvq_status kvq_eval_calib_windows(size_t n_tokens, uint32_t n_samples, uint32_t seq_len,
-                                  uint64_t seed, uint64_t *starts) {
-    if (seq_len < 2 || n_tokens < seq_len || (!starts && n_samples)) return KVQ_ERR_ARG;
-    kvq_rng rng;
-    kvq_rng_seed(&rng, seed);
-    for (uint32_t i = 0; i < n_samples; i++) starts[i] = kvq_rng_below(&rng, n_tokens - seq_len + 1);
-    return KVQ_OK;
 }
 
 /* ---- hooks ----------------------------------------------------------------------------------- */
@@ -148,7 +138,8 @@ static void score_batch(const kvq_engine *e, int nw, int T, int V, const float *
 }
 
 static void finish_result(kvq_eval_result *r, const kvq_kv_sim *s, sim_acc *a, size_t n_windows,
-                          size_t n_pred, double ref_nll_sum, double ref_seconds) {
+                          int T, double ref_nll_sum, double ref_seconds) {
+    size_t n_pred = n_windows * (size_t)(T - 1), toks = n_windows * (size_t)T;
     snprintf(r->name, sizeof r->name, "%s", kvq_method_name(s->method));
     r->bits = s->bits;
     r->n_windows = n_windows;
@@ -168,7 +159,6 @@ static void finish_result(kvq_eval_result *r, const kvq_kv_sim *s, sim_acc *a, s
     r->v_bits = kvq_bits_per_element(&s->v_bits);
     r->k_outlier_rate = kvq_bits_outlier_rate(&s->k_bits, s->kv_dim);
     r->v_outlier_rate = kvq_bits_outlier_rate(&s->v_bits, s->kv_dim);
-    size_t toks = n_windows * (n_pred / (n_windows ? n_windows : 1) + 1);
     r->tokens_per_s = a->seconds > 0 ? (double)toks / a->seconds : 0.0;
     r->ref_tokens_per_s = ref_seconds > 0 ? (double)toks / ref_seconds : 0.0;
 }
@@ -231,7 +221,7 @@ kvq_status kvq_eval_run(const kvq_model *m, const int32_t *tokens, size_t n_toke
     if (!m || !tokens || !opts || (!sims && n_sims) || (!results && n_sims)) return KVQ_ERR_ARG;
     int T = opts->seq_len, V = m->cfg.vocab;
     if (T < 2 || opts->batch < 1) { WHY("seq_len %d / batch %d out of range", T, opts->batch); return KVQ_ERR_ARG; }
-    size_t n_windows = n_tokens / (size_t)T;
+    size_t n_available = n_tokens / (size_t)T, n_windows = n_available;
     if (opts->max_windows && n_windows > opts->max_windows) n_windows = opts->max_windows;
     if (!n_windows) { WHY("the text has %zu tokens, fewer than one window of %d", n_tokens, T); return KVQ_ERR_DATA; }
     for (size_t i = 0; i < n_sims; i++)
@@ -272,8 +262,10 @@ kvq_status kvq_eval_run(const kvq_model *m, const int32_t *tokens, size_t n_toke
         if (opts->progress) opts->progress(opts->progress_user, w0 + (size_t)nw, n_windows);
     }
     kvq_engine_free(e);
-    for (size_t i = 0; st == KVQ_OK && i < n_sims; i++)
-        finish_result(&results[i], &sims[i], &b.acc[i], n_windows, n_pred, ref_nll, ref_seconds);
+    for (size_t i = 0; st == KVQ_OK && i < n_sims; i++) {
+        finish_result(&results[i], &sims[i], &b.acc[i], n_windows, T, ref_nll, ref_seconds);
+        results[i].n_available = n_available;
+    }
     bufs_free(&b);
     return st;
 }

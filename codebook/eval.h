@@ -31,6 +31,7 @@ typedef struct kvq_eval_result {
     char name[64];           /* e.g. "kvquant", "int" */
     uint32_t bits;           /* nominal bits (16 for fp16) */
     size_t n_windows;
+    size_t n_available;      /* full windows the text holds (n_windows <= n_available) */
     size_t n_predicted;      /* predicted positions: n_windows * (seq_len - 1) */
     double nll, ppl;         /* mean next-token NLL, exp of it */
     double ref_nll, ref_ppl; /* the unquantized model on the same windows */
@@ -48,13 +49,9 @@ struct kvq_tokenizer;
 kvq_status kvq_eval_tokenize_file(const struct kvq_tokenizer *tok, const char *path, int32_t **ids,
                                   size_t *n, char *why, size_t why_len);
 
-/* Calibration windows as docs/capture-format.md draws them ("uniform-start-xoshiro256ss-v1"):
- * starts (n_samples) = kvq_rng_below(rng, n_tokens - seq_len + 1) in order. */
-kvq_status kvq_eval_calib_windows(size_t n_tokens, uint32_t n_samples, uint32_t seq_len,
-                                  uint64_t seed, uint64_t *starts);
-
 /* Per-channel key ranges (pre- and post-RoPE) of the unquantized model over the windows
- * tokens[starts[i] .. starts[i] + seq_len) (forward passes only), into `range` (initialised by
+ * tokens[starts[i] .. starts[i] + seq_len) (forward passes only; starts as kvq_capture_windows
+ * draws them, or a capture's own), into `range` (initialised by
  * the caller for the model's layers and kv_dim). */
 kvq_status kvq_eval_key_range(const kvq_model *m, const int32_t *tokens, size_t n_tokens,
                               const uint64_t *starts, size_t n_samples, int seq_len,

@@ -16,13 +16,13 @@ enum { NW = 4 };   /* warps per block */
 typedef struct kvq_rt_rope { float inv_freq[64]; } kvq_rt_rope;
 
 /* cos/sin of the exact angle pos * f: the product is exact in double, reduced modulo 2*pi with a
- * two-part constant, then a single-precision sincos on [-pi, pi] (its fast path). */
+ * two-part constant, then the hardware sincos on [-pi, pi]. */
 __device__ static inline void kvq_rope_cs(uint32_t pos, float f, float *c, float *s) {
     double a = (double)pos * (double)f;
     double k = rint(a * 0.15915494309189535);
     double r = fma(-k, 6.283185307179586, a);
     r = fma(-k, 2.4492935982947064e-16, r);
-    sincosf((float)r, s, c);
+    __sincosf((float)r, s, c);   /* |r| <= pi: absolute error ~2^-21, far below the 1e-3 budget */
 }
 
 template <int B>
@@ -46,15 +46,117 @@ __device__ static inline void kvq_load_words(const uint32_t *p, uint32_t (&w)[B]
 __device__ static inline const uint32_t *kvq_words(const kvq_rt_geom &g, const kvq_rt_layer &L, const int32_t *ptab,
                                                    size_t off, uint32_t kvh, uint32_t t, uint32_t wph,
                                                    uint32_t *slot_out, const uint8_t **page_out) {
-    const uint8_t *page = g.pool + (size_t)ptab[t / g.page_tokens] * L.page_bytes;
-    uint32_t slot = t % g.page_tokens;
+    uint32_t pi, slot;
+    if (g.page_shift >= 0) { pi = t >> g.page_shift; slot = t & (g.page_tokens - 1); }
+    else { pi = t / g.page_tokens; slot = t - pi * g.page_tokens; }
+    const uint8_t *page = g.pool + (size_t)ptab[pi] * L.page_bytes;
     *slot_out = slot;
     *page_out = page;
     return (const uint32_t *)(page + off) + ((size_t)kvh * g.page_tokens + slot) * wph;
 }
 
+/* Exclusive prefix, in chunk order, of the outlier counts of tokens x = 0..n-1 of the chunk
+ * (ofs[x] = start | count << 16, recorded by pass 1; tokens before n0 are sinks: none) into pre[];
+ * returns the total. Thread t owns tokens t*per .. t*per+per-1. */
+__device__ static uint32_t kvq_chunk_scan(const uint32_t *ofs, uint32_t *pre, uint32_t n0, uint32_t n, float *red_u) {
+    uint32_t *wsum = (uint32_t *)red_u;
+    const uint32_t per = (n + blockDim.x - 1) / blockDim.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint32_t x0 = threadIdx.x * per, mine = 0;
+    for (uint32_t x = x0; x < x0 + per && x < n; x++) mine += x >= n0 ? ofs[x] >> 16 : 0;
+    uint32_t inc = mine;
+    for (int o = 1; o < 32; o <<= 1) {
+        uint32_t y = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= (uint32_t)o) inc += y;
+    }
+    if (lane == 31) wsum[warp] = inc;
+    __syncthreads();
+    uint32_t before = 0, total = 0;
+    for (uint32_t w = 0; w < blockDim.x / 32; w++) { if (w < warp) before += wsum[w]; total += wsum[w]; }
+    uint32_t run = before + inc - mine;
+    for (uint32_t x = x0; x < x0 + per && x < n; x++) { pre[x] = run; run += x >= n0 ? ofs[x] >> 16 : 0; }
+    __syncthreads();
+    return total;
+}
+
+/* Last chunk index x with pre[x] <= j (the token holding flat outlier j). */
+__device__ static inline uint32_t kvq_find_token(const uint32_t *pre, uint32_t n, uint32_t j) {
+    uint32_t lo = 0, hi = n;          /* answer in [lo, hi) */
+    while (hi - lo > 1) {
+        uint32_t mid = (lo + hi) >> 1;
+        if (pre[mid] <= j) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+/* Outlier corrections of one chunk, as a flat list of (token, entry) pairs, 4 per thread in
+ * flight. Keys (IS_V false): score of token x += (stored - dense) x query rotated to the token's
+ * position. Values: output += weight x (stored - dense) via shared atomics. */
+template <int D, int B, int GM, bool IS_V>
+__device__ static void kvq_outliers(const kvq_rt_geom &g, const kvq_rt_layer &L, const int32_t *ptab, uint32_t kvh,
+                                    uint32_t t0, uint32_t n, uint32_t total, const uint32_t *ofs, const uint32_t *pre,
+                                    const float *lutk, const float *lutv, const float *invf, const float *qs, float *sc,
+                                    float *oc, uint32_t CH) {
+    constexpr int WPH = D * B / 32, NL = 1 << B, SL = NL > 8 ? NL : 8, HALF = D / 2, U = 4;
+    const uint32_t vg = L.v_groups == 1 ? 0 : kvh, cap = IS_V ? L.v_cap : L.k_cap;
+    const size_t off_codes = IS_V ? L.off_vcodes : L.off_kcodes, off_list = IS_V ? L.off_vout : L.off_kout;
+    const int resid = (IS_V ? L.v_residual : L.k_residual) == KVQ_OUTLIER_RESIDUAL;
+    for (uint32_t j0 = 0; j0 < total; j0 += U * blockDim.x) {
+        uint32_t x[U], ent[U], w0[U], w1[U], zr[U], sh[U], slot[U];
+        const uint8_t *page[U];
+        bool ok[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            uint32_t j = j0 + u * blockDim.x + threadIdx.x;
+            ok[u] = j < total;
+            x[u] = ok[u] ? kvq_find_token(pre, n, j) : 0;
+            ent[u] = 0; zr[u] = 0; w0[u] = 0; w1[u] = 0; sh[u] = 0;
+            kvq_words(g, L, ptab, 0, 0, t0 + x[u], 0, &slot[u], &page[u]);
+            if (ok[u]) {
+                ent[u] = ((const uint32_t *)(page[u] + off_list))[(size_t)slot[u] * cap + (ofs[x[u]] & 0xFFFF) + (j - pre[x[u]])];
+                if (IS_V) zr[u] = ((const uint32_t *)(page[u] + L.off_vscale))[(size_t)slot[u] * L.v_groups + vg];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {          /* the one or two words that hold the dense code */
+            if (ok[u] && !resid) {
+                uint32_t i = (ent[u] & 0xFFFF) - kvh * D, seg, k;
+                kvq_rt_channel_seg(i, D, &seg, &k);
+                uint32_t bit = k * B, wi = seg * B + bit / 32;
+                const uint32_t *wp = (const uint32_t *)(page[u] + off_codes) + ((size_t)kvh * g.page_tokens + slot[u]) * WPH;
+                sh[u] = bit % 32;
+                w0[u] = wp[wi];
+                if (sh[u] + B > 32) w1[u] = wp[wi + 1];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (ok[u]) {
+                uint32_t i = (ent[u] & 0xFFFF) - kvh * D, t = t0 + x[u];
+                float v = __half2float(__ushort_as_half((uint16_t)(ent[u] >> 16)));
+                uint32_t code = (uint32_t)((((uint64_t)w1[u] << 32) | w0[u]) >> sh[u]) & ((1u << B) - 1);
+                if (IS_V) {
+                    float z = __half2float(__ushort_as_half((uint16_t)(zr[u] & 0xFFFF)));
+                    float r = __half2float(__ushort_as_half((uint16_t)(zr[u] >> 16)));
+                    float dlt = resid ? v : v - fmaf(lutv[code], r, z);
+#pragma unroll
+                    for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], sc[gq * CH + x[u]] * dlt);
+                } else {
+                    float dlt = resid ? v : v - lutk[i * SL + code], c, s;
+                    uint32_t jj = i % HALF;
+                    kvq_rope_cs(t, invf[jj], &c, &s);
+#pragma unroll
+                    for (int gq = 0; gq < GM; gq++) {
+                        float a = qs[gq * D + jj], b2 = qs[gq * D + jj + HALF];
+                        atomicAdd(&sc[gq * CH + x[u]], dlt * (i < HALF ? a * c + b2 * s : b2 * c - a * s));
+                    }
+                }
+            }
+        }
+    }
+}
+
 template <int D, int B, int GM>
-__global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geom g, kvq_rt_rope rope,
+__global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_layer L, kvq_rt_geom g, kvq_rt_rope rope,
                                                       const uint16_t *q, int q_bf16, float scale, uint32_t CH,
                                                       uint32_t nqg, float *part_o, float *part_ml, uint32_t nsplit) {
     constexpr int LPT = D / 32, TPW = 32 / LPT, NGRP = NW * TPW, WPH = D * B / 32, NL = 1 << B;
@@ -67,6 +169,10 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
     float *oc = qs + GM * D;           /* (GM, D) output accumulator */
     float *red = oc + GM * D;          /* (GM * 2 + NW * GM) */
     float *sc = red + 2 * GM + NW * GM;/* (GM, CH) scores, then weights */
+    uint32_t *kofs = (uint32_t *)(sc + GM * CH);  /* (CH) key outliers: start | count << 16 */
+    uint32_t *vofs = kofs + CH;                   /* (CH) value outliers */
+    uint32_t *pre = vofs + CH;                    /* (CH) prefix of counts */
+    uint32_t *wsc = pre + CH;                     /* (32) scan scratch */
     const uint32_t b = blockIdx.z, kvh = blockIdx.y / nqg, qg = blockIdx.y % nqg, split = blockIdx.x;
     const uint32_t G = g.n_heads / g.n_kv_heads, len = g.lens[b], t0 = split * CH;
     const uint32_t t1 = min(len, t0 + CH), hq0 = kvh * G + qg * GM, nq = min((uint32_t)GM, G - qg * GM);
@@ -79,12 +185,14 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         }
         return;
     }
+    if (tid < 16) { lutv[tid] = L.lut_v[tid]; oc[tid] = L.lut_k[tid]; }   /* oc: scratch until zeroed below */
+    if (tid < HALF) invf[tid] = rope.inv_freq[tid];
+    __syncthreads();
     for (uint32_t x = tid; x < D * SL; x += blockDim.x) {
         uint32_t c = x / SL, v = x % SL;
-        lutk[x] = v < NL ? fmaf(L.lut_k[v], L.kr[kvh * D + c], L.kz[kvh * D + c]) : 0.0f;
+        lutk[x] = v < NL ? fmaf(oc[v], L.kr[kvh * D + c], L.kz[kvh * D + c]) : 0.0f;
     }
-    if (tid < 16) lutv[tid] = L.lut_v[tid];
-    if (tid < HALF) invf[tid] = rope.inv_freq[tid];
+    __syncthreads();
     for (uint32_t x = tid; x < GM * D; x += blockDim.x) {
         uint32_t gq = x / D, i = x % D;
         float v = 0.0f;
@@ -145,6 +253,16 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, kwB);
         for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
             uint32_t t = tb + lane / LPT, kw[B];
+            uint32_t ko0 = 0, ko1 = 0, vo0 = 0, vo1 = 0;
+            if (s == 0 && t < t1 && (L.k_cap | L.v_cap)) {    /* outlier offsets, stored below */
+                const uint8_t *pg;
+                uint32_t sl;
+                kvq_words(g, L, ptab, 0, 0, t, 0, &sl, &pg);
+                const uint16_t *ko = (const uint16_t *)(pg + L.off_koff) + (size_t)sl * (H + 1) + kvh;
+                const uint16_t *vo = (const uint16_t *)(pg + L.off_voff) + (size_t)sl * (H + 1) + kvh;
+                if (L.k_cap) { ko0 = ko[0]; ko1 = ko[1]; }
+                if (L.v_cap) { vo0 = vo[0]; vo1 = vo[1]; }
+            }
 #pragma unroll
             for (int i = 0; i < B; i++) { kw[i] = kwA[i]; kwA[i] = kwB[i]; }
             kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(t + 2 * NGRP, t1 - 1), WPH, &slot, &page) + s * B, kwB);
@@ -165,6 +283,10 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
                 for (int o = 1; o < LPT; o <<= 1) acc[gq] += __shfl_xor_sync(0xffffffffu, acc[gq], o);
                 if (t < t1 && s == 0) sc[gq * CH + (t - t0)] = acc[gq];
             }
+            if (s == 0 && t < t1) {
+                kofs[t - t0] = ko0 | (ko1 - ko0) << 16;
+                vofs[t - t0] = vo0 | (vo1 - vo0) << 16;
+            }
 #pragma unroll
             for (int j = 0; j < 16; j++) {
 #pragma unroll
@@ -177,39 +299,15 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         }
     }
     __syncthreads();
-    /* ---- key outliers: one thread per token adds (outlier - dense) x rotated query ---- */
+    /* ---- key outliers: flat list over the chunk ---- */
+    const uint32_t n = t1 - t0;
     if (L.k_cap) {
-        for (uint32_t t = tq0 + tid; t < t1; t += blockDim.x) {
-            uint32_t slot;
-            const uint8_t *page;
-            const uint32_t *wp = kvq_words(g, L, ptab, L.off_kcodes, kvh, t, WPH, &slot, &page);
-            const uint16_t *offs = (const uint16_t *)(page + L.off_koff) + (size_t)slot * (H + 1);
-            uint32_t e0 = offs[kvh], e1 = offs[kvh + 1];
-            if (e0 == e1) continue;
-            const uint32_t *list = (const uint32_t *)(page + L.off_kout) + (size_t)slot * L.k_cap;
-            float corr[GM];
-#pragma unroll
-            for (int gq = 0; gq < GM; gq++) corr[gq] = 0.0f;
-            for (uint32_t e = e0; e < e1; e++) {
-                uint32_t ent = list[e], i = (ent & 0xFFFF) - kvh * D, jj = i % HALF;
-                float v = __half2float(__ushort_as_half((uint16_t)(ent >> 16)));
-                float dlt = L.k_residual == KVQ_OUTLIER_RESIDUAL ? v : v - lutk[i * SL + kvq_rt_get_code(wp, i, D, B)];
-                float c, sn;
-                kvq_rope_cs(t, invf[jj], &c, &sn);
-#pragma unroll
-                for (int gq = 0; gq < GM; gq++) {
-                    float x = qs[gq * D + jj], y = qs[gq * D + jj + HALF];
-                    corr[gq] += dlt * (i < HALF ? x * c + y * sn : y * c - x * sn);
-                }
-            }
-#pragma unroll
-            for (int gq = 0; gq < GM; gq++) sc[gq * CH + (t - t0)] += corr[gq];
-        }
+        uint32_t total = kvq_chunk_scan(kofs, pre, tq0 - t0, n, (float *)wsc);
+        kvq_outliers<D, B, GM, false>(g, L, ptab, kvh, t0, n, total, kofs, pre, lutk, lutv, invf, qs, sc, oc, CH);
         __syncthreads();
     }
 
     /* ---- softmax over the chunk: max, weights, sum ---- */
-    const uint32_t n = t1 - t0;
 #pragma unroll
     for (int gq = 0; gq < GM; gq++) {
         float m = -INFINITY;
@@ -255,25 +353,8 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
     }
     const uint32_t vg = L.v_groups == 1 ? 0 : kvh;
     if (L.v_cap) {
-        for (uint32_t t = tq0 + tid; t < t1; t += blockDim.x) {
-            uint32_t slot;
-            const uint8_t *page;
-            const uint32_t *wp = kvq_words(g, L, ptab, L.off_vcodes, kvh, t, WPH, &slot, &page);
-            const uint16_t *offs = (const uint16_t *)(page + L.off_voff) + (size_t)slot * (H + 1);
-            uint32_t e0 = offs[kvh], e1 = offs[kvh + 1];
-            if (e0 == e1) continue;
-            const uint32_t *list = (const uint32_t *)(page + L.off_vout) + (size_t)slot * L.v_cap;
-            uint32_t zr = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-            float z = __half2float(__ushort_as_half((uint16_t)(zr & 0xFFFF)));
-            float r = __half2float(__ushort_as_half((uint16_t)(zr >> 16)));
-            for (uint32_t e = e0; e < e1; e++) {
-                uint32_t ent = list[e], i = (ent & 0xFFFF) - kvh * D;
-                float v = __half2float(__ushort_as_half((uint16_t)(ent >> 16)));
-                float dlt = L.v_residual == KVQ_OUTLIER_RESIDUAL ? v : v - fmaf(lutv[kvq_rt_get_code(wp, i, D, B)], r, z);
-#pragma unroll
-                for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], sc[gq * CH + (t - t0)] * dlt);
-            }
-        }
+        uint32_t total = kvq_chunk_scan(vofs, pre, tq0 - t0, n, (float *)wsc);
+        kvq_outliers<D, B, GM, true>(g, L, ptab, kvh, t0, n, total, vofs, pre, lutk, lutv, invf, qs, sc, oc, CH);
     }
     float oa[GM][32], za[GM];
 #pragma unroll
@@ -286,12 +367,10 @@ __global__ void __launch_bounds__(NW * 32) kvq_attn_q(kvq_rt_layer L, kvq_rt_geo
         uint32_t p = tq0 + grp, slot;
         const uint8_t *page;
         uint32_t vwA[B], vwB[B], zrA, zrB;
-        const uint32_t *scl = NULL;
         kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p, t1 - 1), WPH, &slot, &page) + s * B, vwA);
         zrA = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
         kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, vwB);
         zrB = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-        (void)scl;
         for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
             uint32_t t = tb + lane / LPT, vw[B], zr = zrA;
             bool ok = t < t1;
@@ -397,7 +476,7 @@ kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kv
     uint32_t nqg = (G + gm - 1) / gm, maxlen = 0;
     for (uint32_t i = 0; i < c->o.batch; i++) maxlen = c->h_lens[i] > maxlen ? c->h_lens[i] : maxlen;
     if (!scale) scale = 1.0f / sqrtf((float)D);
-    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, c->o.batch * d->n_kv_heads * nqg, D);
+    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, c->o.batch * d->n_kv_heads * nqg);
     kvq_status st = kvq_attn_work(&c->d_work, &c->work_bytes, c->o.batch, d->n_heads, D, pl.nsplit, why, why_len);
     if (st != KVQ_OK) return st;
     float *part_o = c->d_work, *part_ml = part_o + (size_t)c->o.batch * d->n_heads * pl.nsplit * D;
@@ -405,7 +484,7 @@ kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kv
     memcpy(rope.inv_freq, c->rt->inv_freq, sizeof rope.inv_freq);
     kvq_attn_fn fn = D == 64 ? pick_b<64>(L->bits, gm) : pick_b<128>(L->bits, gm);
     uint32_t NL = 1u << L->bits, SL = NL > 8 ? NL : 8;
-    size_t smem = (size_t)(D * SL + 16 + D / 2 + 2 * gm * D + 2 * gm + NW * gm + gm * pl.chunk) * sizeof(float);
+    size_t smem = (size_t)(D * SL + 16 + D / 2 + 2 * gm * D + 2 * gm + NW * gm + gm * pl.chunk + 3 * pl.chunk + 32) * sizeof(float);
     dim3 grid(pl.nsplit, d->n_kv_heads * nqg, c->o.batch);
     fn<<<grid, NW * 32, smem>>>(*L, kvq_rt_geom_of(c, layer), rope, (const uint16_t *)d_q, q_dt == KVQ_RT_BF16, scale,
                                 pl.chunk, nqg, part_o, part_ml, pl.nsplit);

@@ -58,6 +58,7 @@ struct kvq_rt {
 typedef struct kvq_rt_geom {
     uint32_t batch, n_heads, n_kv_heads, head_dim, kv_dim;
     uint32_t page_tokens, max_pages, n_sink;
+    int32_t page_shift;          /* log2(page_tokens) when a power of two, else -1 */
     const int32_t *page_table;   /* (batch, max_pages) device; -1 = none */
     const uint32_t *lens;        /* (batch) device */
     uint8_t *pool;               /* this layer's pages: (n_pages, page_bytes) device */
@@ -88,6 +89,8 @@ static inline kvq_rt_geom kvq_rt_geom_of(const kvq_rt_cache *c, uint32_t layer) 
     g.batch = c->o.batch; g.n_heads = d->n_heads; g.n_kv_heads = d->n_kv_heads;
     g.head_dim = d->head_dim; g.kv_dim = d->n_kv_heads * d->head_dim;
     g.page_tokens = c->o.page_tokens; g.max_pages = c->max_pages; g.n_sink = c->rt->n_sink;
+    g.page_shift = -1;
+    for (int32_t sh = 0; sh < 31; sh++) if ((1u << sh) == g.page_tokens) g.page_shift = sh;
     g.page_table = c->d_ptab; g.lens = c->d_lens; g.pool = c->d_pools[layer];
     size_t per = (size_t)c->o.batch * c->rt->n_sink * g.kv_dim;
     g.k_sink = c->d_sink + (size_t)layer * 2 * per;

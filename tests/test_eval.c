@@ -2,15 +2,18 @@
  * that are the identity on an fp16 cache give exactly the fp16 method's perplexity, KL and top-1;
  * KIVI on windows shorter than its fp16 window is the fp16 method; finer quantization is closer
  * to the reference; a codebook of another model is refused (library and `kvq eval` exit code);
- * the SVG chart writer's output. Oracles: the fp16 method run in the same evaluation (exact
- * equality), and the ordering of bit widths. */
+ * the SVG chart writer's output; `kvq ablate` end to end at a tiny scale (its report files, and
+ * the same figures again from the reused capture). Oracles: the fp16 method run in the same
+ * evaluation (exact equality), the ordering of bit widths, the first run for the second. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ablate.h"
 #include "baselines.h"
 #include "eval.h"
+#include "json.h"
 #include "kvq_test.h"
 #include "svg_chart.h"
 #include "tokenizer.h"
@@ -184,6 +187,85 @@ START_TEST(test_svg_chart) {
 }
 END_TEST
 
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s missing", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)len + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    buf[len] = 0;
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+/* `kvq ablate` on stories260K at a tiny scale: 2 calibration windows of 64 tokens, 2 evaluation
+ * windows of 64, 2 bits. The report files exist and agree (JSON rows = 1 + configs), and a second
+ * run that reuses the capture reproduces every perplexity exactly (deterministic capture, fit and
+ * evaluation). */
+START_TEST(test_ablate_tiny) {
+    const char *mp = kvq_test_shared(MODEL_REL);
+    if (!mp) { fprintf(stderr, "SKIP %s: %s not found\n", __func__, MODEL_REL); return; }
+    char model[1024], text[1024], dir[512], path[600];
+    snprintf(model, sizeof model, "%s", mp);
+    snprintf(text, sizeof text, "%s", kvq_test_shared(TEXT_REL));
+    snprintf(dir, sizeof dir, "%s/ablate", kvq_test_tmpdir());
+    kvq_ablate_opts o;
+    kvq_ablate_opts_default(&o);
+    o.model_path = model;
+    o.calib_path = text;
+    o.text_path = text;
+    o.out_dir = dir;
+    o.bits[0] = 2;
+    o.n_bits = 1;
+    o.samples = 2;
+    o.calib_seq_len = 64;
+    o.seq_len = 64;
+    o.max_windows = 2;
+    kvq_ablate_report r1, r2;
+    char why[512] = "";
+    ck_assert_msg(kvq_ablate_run(&o, &r1, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert(!r1.capture_reused);
+    size_t n_cfg;
+    kvq_ablate_configs(&n_cfg);
+    ck_assert_uint_eq(r1.n_configs, n_cfg);
+    ck_assert_msg(kvq_ablate_run(&o, &r2, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert(r2.capture_reused);
+    ck_assert(r2.fp16.ppl == r1.fp16.ppl);
+    for (size_t c = 0; c < n_cfg; c++)
+        ck_assert_msg(r2.cells[c].ppl == r1.cells[c].ppl, "config %zu: %.17g vs %.17g", c, r2.cells[c].ppl, r1.cells[c].ppl);
+    size_t n;
+    snprintf(path, sizeof path, "%s/ablation.json", dir);
+    char *js = slurp(path, &n);
+    kvq_json *doc = NULL;
+    ck_assert_msg(kvq_json_parse(js, n, &doc, why, sizeof why) == KVQ_OK, "%s", why);
+    const kvq_json *res = kvq_json_get(doc, "results");
+    ck_assert(res && res->type == KVQ_JSON_ARRAY && res->len == 1 + n_cfg);
+    double ppl;
+    ck_assert(kvq_json_get_number(res->items[1], "ppl", &ppl) && fabs(ppl - r1.cells[0].ppl) < 1e-5 * ppl);
+    kvq_json_free(doc);
+    free(js);
+    snprintf(path, sizeof path, "%s/ablation.csv", dir);
+    char *csv = slurp(path, &n);
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++) lines += csv[i] == '\n';
+    ck_assert_uint_eq(lines, 2 + n_cfg);   /* header, fp16, one row per config */
+    free(csv);
+    snprintf(path, sizeof path, "%s/ablation.md", dir);
+    char *md = slurp(path, &n);
+    ck_assert(strstr(md, "| + Q-Norm |") && strstr(md, "![delta perplexity vs fp16](ablation.svg)"));
+    free(md);
+    snprintf(path, sizeof path, "%s/ablation.svg", dir);
+    char *svg = slurp(path, &n);
+    ck_assert(strncmp(svg, "<svg ", 5) == 0);
+    free(svg);
+    kvq_ablate_report_free(&r1);
+    kvq_ablate_report_free(&r2);
+}
+END_TEST
+
 static Suite *eval_suite(void) {
     Suite *s = suite_create("eval");
     TCase *tc = tcase_create("stories260K");
@@ -192,6 +274,7 @@ static Suite *eval_suite(void) {
     tcase_add_test(tc, test_kivi_short_windows_are_fp16);
     tcase_add_test(tc, test_codebook_mismatch);
     tcase_add_test(tc, test_svg_chart);
+    tcase_add_test(tc, test_ablate_tiny);
     suite_add_tcase(s, tc);
     return s;
 }

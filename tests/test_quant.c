@@ -487,6 +487,42 @@ START_TEST(test_codebook_sim) {
 }
 END_TEST
 
+/* The per-token baselines on hand-sized tokens. int 2-bit, one token (0, 0.9, 2.2, 3): z = r =
+ * 1.5, x = -1, -.4, .47, 1; levels -1 -1/3 1/3 1, mids -2/3 0 2/3 -> codes 0 1 2 3 -> 0 1 2 3.
+ * NF 2-bit: levels -1 0 c 1 with c = ppf(0.677083)/ppf(0.854167) = 0.435818 (Python's
+ * statistics.NormalDist), mids -.5 .218 .718 -> codes 0 1 2 3 -> 0, 1.5, 1.5 + 1.5c, 3.
+ * FlexGen vs int on 3 heads x 64: a ramp 0..63 then 100..163 then 0..63 again; FlexGen's
+ * second group spans [100, 163] so its first element comes back exactly (z - r = 100), while
+ * per-token int spans [0, 163] and rounds 100 to the level 163 * 2/3. */
+START_TEST(test_token_baselines) {
+    kvq_kv_sim s;
+    char why[256];
+    float tok[4] = {0.0f, 0.9f, 2.2f, 3.0f};
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_INT, 2, 1, 1, 4, NULL, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 1, tok, NULL, 1, 1, why, sizeof why), KVQ_OK);
+    const float want_int[4] = {0.0f, 1.0f, 2.0f, 3.0f};
+    assert_floats("int2", tok, want_int, 4);
+    kvq_kv_sim_free(&s);
+    float tok2[4] = {0.0f, 0.9f, 2.2f, 3.0f};
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_NF, 2, 1, 1, 4, NULL, why, sizeof why), KVQ_OK);
+    ck_assert(fabsf(s.k[0].lut[2] - 0.435818f) < 1e-6f);   /* 1e-6: a few fp32 ulps at 0.44 */
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 1, tok2, NULL, 1, 1, why, sizeof why), KVQ_OK);
+    ck_assert(tok2[0] == 0.0f && tok2[1] == 1.5f && tok2[3] == 3.0f);
+    ck_assert(tok2[2] == fmaf(s.k[0].lut[2], 1.5f, 1.5f));
+    kvq_kv_sim_free(&s);
+    float ramp[2][192];
+    for (int c = 0; c < 192; c++) ramp[0][c] = ramp[1][c] = (float)(c % 64) + (c / 64 == 1 ? 100.0f : 0.0f);
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_FLEXGEN, 2, 1, 3, 64, NULL, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 1, ramp[0], NULL, 1, 1, why, sizeof why), KVQ_OK);
+    ck_assert(ramp[0][64] == 100.0f && ramp[0][127] == 163.0f && ramp[0][0] == 0.0f && ramp[0][63] == 63.0f);
+    kvq_kv_sim_free(&s);
+    ck_assert_int_eq(kvq_kv_sim_init_baseline(&s, KVQ_METHOD_INT, 2, 1, 3, 64, NULL, why, sizeof why), KVQ_OK);
+    ck_assert_int_eq(kvq_kv_sim_apply(&s, 0, 1, ramp[1], NULL, 1, 1, why, sizeof why), KVQ_OK);
+    ck_assert(ramp[1][64] == fmaf(s.k[0].lut[2], 81.5f, 81.5f));   /* z = r = 81.5, x = .227 -> code 2 */
+    kvq_kv_sim_free(&s);
+}
+END_TEST
+
 static Suite *quant_suite(void) {
     Suite *s = suite_create("quant");
     TCase *tc = tcase_create("reference");
@@ -506,6 +542,7 @@ static Suite *quant_suite(void) {
     tcase_add_test(tc, test_ragged_groups);
     tcase_add_test(tc, test_baseline_sims);
     tcase_add_test(tc, test_codebook_sim);
+    tcase_add_test(tc, test_token_baselines);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "capture.h"
 #include "eval.h"
 #include "tokenizer.h"
 
@@ -37,6 +38,9 @@ static void usage(FILE *f) {
 
 typedef struct eval_args {
     const char *model, *text, *codebook, *calib, *tokenizer, *methods, *bits;
+    kvq_method method[MAX_METHODS];
+    uint32_t bit[MAX_BITS];
+    size_t n_method, n_bit;
     int seq_len, batch, calib_samples, calib_seq_len, json;
     long long max_windows;
     unsigned long long seed;
@@ -79,6 +83,24 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         return KVQ_EXIT_USAGE;
     }
     if (!a->methods) a->methods = a->codebook ? "kvquant" : "fp16,int";
+    if (kvq_eval_parse_methods(a->methods, a->method, MAX_METHODS, &a->n_method) != KVQ_OK) {
+        fprintf(stderr, "kvq eval: bad --method list '%s'\n", a->methods);
+        return KVQ_EXIT_USAGE;
+    }
+    if (kvq_eval_parse_bits(a->bits, a->bit, MAX_BITS, &a->n_bit) != KVQ_OK) {
+        fprintf(stderr, "kvq eval: bad --bits list '%s' (1..%d, comma-separated)\n", a->bits, KVQ_MAX_BITS);
+        return KVQ_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < a->n_method; i++) {
+        if (kvq_method_needs_codebook(a->method[i]) && !a->codebook) {
+            fprintf(stderr, "kvq eval: method kvquant needs --codebook\n");
+            return KVQ_EXIT_USAGE;
+        }
+        if (kvq_method_needs_range(a->method[i]) && !a->calib) {
+            fprintf(stderr, "kvq eval: methods int-chan-post/int-chan-pre need --calib TEXT (per-channel key ranges)\n");
+            return KVQ_EXIT_USAGE;
+        }
+    }
     return 0;
 }
 
@@ -88,8 +110,8 @@ static void progress_cb(void *user, size_t done, size_t total) {
 }
 
 static void print_table(const eval_args *a, const kvq_eval_result *r, size_t n) {
-    printf("kvq eval: %s on %s: %zu windows x %d tokens (%zu predicted positions)\n", a->model,
-           a->text, r[0].n_windows, a->seq_len, r[0].n_predicted);
+    printf("kvq eval: %s on %s: %zu of %zu windows x %d tokens (%zu predicted positions)\n", a->model,
+           a->text, r[0].n_windows, r[0].n_available, a->seq_len, r[0].n_predicted);
     printf("reference (unquantized fp32 K/V): ppl %.4f, %.1f tokens/s\n", r[0].ref_ppl, r[0].ref_tokens_per_s);
     printf("%-14s %4s %10s %9s %9s %9s %7s %7s %7s %9s\n", "method", "bits", "ppl", "d_ppl",
            "KL_mean", "KL_p99", "top1", "K_bits", "V_bits", "tok/s");
@@ -107,6 +129,7 @@ static void print_json(const eval_args *a, const kvq_eval_result *r, size_t n) {
     kvq_jo_str(&j, "text", a->text);
     kvq_jo_int(&j, "seq_len", a->seq_len);
     kvq_jo_int(&j, "windows", (long long)r[0].n_windows);
+    kvq_jo_int(&j, "windows_available", (long long)r[0].n_available);
     kvq_jo_int(&j, "predicted_positions", (long long)r[0].n_predicted);
     kvq_jo_obj(&j, "reference");
     kvq_jo_num(&j, "nll", r[0].ref_nll);
@@ -147,7 +170,7 @@ static kvq_status calib_range(const eval_args *a, const kvq_model *m, const kvq_
         snprintf(why, why_len, "%s: %zu tokens, fewer than --calib-seq-len %d", a->calib, n, a->calib_seq_len);
         st = KVQ_ERR_DATA;
     }
-    if (st == KVQ_OK) st = kvq_eval_calib_windows(n, (uint32_t)a->calib_samples, (uint32_t)a->calib_seq_len, a->seed, starts);
+    if (st == KVQ_OK) st = kvq_capture_windows(n, (uint32_t)a->calib_seq_len, (uint32_t)a->calib_samples, a->seed, starts);
     if (st == KVQ_OK) st = kvq_key_range_init(range, m->cfg.n_layers, (uint32_t)(m->cfg.n_kv_heads * m->cfg.head_dim));
     if (st == KVQ_OK) st = kvq_eval_key_range(m, ids, n, starts, (size_t)a->calib_samples, a->calib_seq_len, range, why, why_len);
     free(ids);
@@ -159,49 +182,22 @@ static kvq_status calib_range(const eval_args *a, const kvq_model *m, const kvq_
 static kvq_status build_sims(const eval_args *a, const kvq_model *m, const kvq_codebook *cb,
                              const kvq_key_range *range, kvq_kv_sim *sims, size_t *n_sims,
                              char *why, size_t why_len) {
-    kvq_method methods[MAX_METHODS];
-    uint32_t bits[MAX_BITS];
-    size_t nm = 0, nb = 0;
-    *n_sims = 0;
-    if (kvq_eval_parse_methods(a->methods, methods, MAX_METHODS, &nm) != KVQ_OK) {
-        snprintf(why, why_len, "bad --method list '%s'", a->methods);
-        return KVQ_ERR_ARG;
-    }
-    if (kvq_eval_parse_bits(a->bits, bits, MAX_BITS, &nb) != KVQ_OK) {
-        snprintf(why, why_len, "bad --bits list '%s' (1..%d, comma-separated)", a->bits, KVQ_MAX_BITS);
-        return KVQ_ERR_ARG;
-    }
     kvq_status st = KVQ_OK;
-    for (size_t i = 0; i < nm && st == KVQ_OK; i++) {
-        int once = methods[i] == KVQ_METHOD_KVQUANT || methods[i] == KVQ_METHOD_FP16;
-        for (size_t j = 0; j < (once ? 1 : nb) && st == KVQ_OK; j++) {
-            st = kvq_eval_sim_init(&sims[*n_sims], methods[i], bits[j], m, cb, range, why, why_len);
+    *n_sims = 0;
+    for (size_t i = 0; i < a->n_method && st == KVQ_OK; i++) {
+        int once = a->method[i] == KVQ_METHOD_KVQUANT || a->method[i] == KVQ_METHOD_FP16;
+        for (size_t j = 0; j < (once ? 1 : a->n_bit) && st == KVQ_OK; j++) {
+            st = kvq_eval_sim_init(&sims[*n_sims], a->method[i], a->bit[j], m, cb, range, why, why_len);
             if (st == KVQ_OK) (*n_sims)++;
         }
     }
     return st;
 }
 
-static int needs(const char *list, int (*pred)(kvq_method)) {
-    kvq_method ms[MAX_METHODS];
-    size_t n = 0;
-    if (kvq_eval_parse_methods(list, ms, MAX_METHODS, &n) != KVQ_OK) return 0;
-    for (size_t i = 0; i < n; i++) if (pred(ms[i])) return 1;
-    return 0;
-}
-
 int kvq_cmd_eval(int argc, char **argv) {
     eval_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? KVQ_EXIT_OK : rc;
-    if (needs(a.methods, kvq_method_needs_codebook) && !a.codebook) {
-        fprintf(stderr, "kvq eval: method kvquant needs --codebook\n");
-        return KVQ_EXIT_USAGE;
-    }
-    if (needs(a.methods, kvq_method_needs_range) && !a.calib) {
-        fprintf(stderr, "kvq eval: methods int-chan-post/int-chan-pre need --calib TEXT (per-channel key ranges)\n");
-        return KVQ_EXIT_USAGE;
-    }
     char why[512] = "";
     kvq_model model;
     memset(&model, 0, sizeof model);

@@ -362,6 +362,8 @@ int main(void) {
          96, 1, {511}, {500}, 0, NULL},
         {"mha-32x128-3bit", {1, 32, 32, 128, 3, 1, 0.01f, 0.01f, 21, 0, KVQ_NORM_PER_TOKEN, KVQ_OUTLIER_EXACT, 0, 10000.0f},
          256, 2, {300, 45}, {290, 40}, 0, NULL},
+        {"outlier-heavy-d128-3bit", {1, 2, 1, 128, 3, 1, 0.2f, 0.2f, 12, 0, KVQ_NORM_PER_TOKEN, KVQ_OUTLIER_EXACT, 0, 10000.0f},
+         64, 2, {1000, 131}, {1000, 100}, 0, NULL},
         {"kvdim8192-2bit", {1, 64, 64, 128, 2, 1, 0.01f, 0.01f, 41, 0, KVQ_NORM_PER_TOKEN, KVQ_OUTLIER_EXACT, 0, 10000.0f},
          32, 1, {40}, {33}, 0, NULL},
     };
