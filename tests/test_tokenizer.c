@@ -591,7 +591,7 @@ START_TEST(test_byte_level_missing_control_byte) {
     char why[256] = "";
     ck_assert_msg(kvq_tokenizer_load_json(json, strlen(json), "ctl.json", &t, why, sizeof why) == KVQ_OK, "%s", why);
     size_t k;
-    int32_t *ids = encode(t, "a\x04b", 3, &k);
+    int32_t *ids = encode(t, "a\x04" "b", 3, &k);
     ck_assert_msg(k == 2 && ids[0] == 'a' - 0x20 && ids[1] == 'b' - 0x20, "got %zu ids: %d %d", k, ids[0], k > 1 ? ids[1] : -1);
     free(ids);
     kvq_tokenizer_free(t);
