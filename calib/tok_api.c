@@ -1,6 +1,7 @@
 /* tok_api.c — the public tokenizer API (tokenizer.h): the encoding pipeline shared by every format
  *   text -> split out raw added/special tokens -> normalize each piece (NFC, "▁" prefix/replace)
- *        -> split out normalized added tokens -> pre-tokenize (byte-level BPE: digits, GPT-2 split)
+ *        -> split out normalized added tokens -> pre-tokenize (byte-level BPE: digits, GPT-2 split,
+ *           or the Llama-3 / Qwen2 Split)
  *        -> model (BPE merges by rank, or SentencePiece merges by score)
  * (the order of HF tokenizers' AddedVocabulary + Normalizer + PreTokenizer + Model), decoding,
  * accessors. Not the file loaders (tok_load.c, tok_hfjson.c, tok_spm.c, tok_gguf.c). */
@@ -178,6 +179,16 @@ static kvq_status encode_text(encoder *e, const char *s, size_t len) {
             st = t->model == KVQ_TOK_MODEL_SPM ? kvq_tok_spm_piece(t, &e->sc, s + start, end - start, &e->out)
                                                : kvq_tok_bpe_word(t, &e->sc, s + start, end - start, &e->out);
             start = end;
+        }
+        return st;
+    }
+    if (t->split == KVQ_TOK_SPLIT_LLAMA3 || t->split == KVQ_TOK_SPLIT_QWEN2) {
+        int max_digits = t->split == KVQ_TOK_SPLIT_LLAMA3 ? 3 : 1;   /* Split, then ByteLevel */
+        kvq_status st = KVQ_OK;                                       /* on each piece */
+        for (size_t i = 0; i < len && !st;) {
+            size_t n = kvq_llama3_split_next(s + i, len - i, max_digits);
+            st = bytelevel_segment(e, s + i, n);
+            i += n;
         }
         return st;
     }

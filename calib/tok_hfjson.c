@@ -2,7 +2,8 @@
  * merges ("a b" strings or ["a", "b"] pairs), added_tokens, and the normalizer / pre_tokenizer /
  * post_processor settings it supports:
  *   normalizer     null | NFC | Sequence of NFC, Prepend(s), Replace(String " " -> s)
- *   pre_tokenizer  null | ByteLevel | Sequence[Digits(individual_digits), ByteLevel]
+ *   pre_tokenizer  null | ByteLevel | Sequence[Digits(individual_digits), ByteLevel] |
+ *                  Sequence[Split(Llama-3 or Qwen2 pattern, Isolated), ByteLevel(use_regex false)]
  *   post_processor null | ByteLevel | TemplateProcessing | Sequence of them (only for adds_bos)
  * Anything else is rejected with KVQ_ERR_UNSUPPORTED naming the part. Decoders are not read.
  * Not WordPiece/Unigram/WordLevel models; not the encoder (tok_api.c, tok_bpe.c). */
@@ -66,16 +67,54 @@ static kvq_status read_normalizer(kvq_tokenizer *t, const kvq_json *n, const cha
                 "Sequence are)", name, ty);
 }
 
+/* The Split patterns written out by hand in tok_unicode.c, compared as decoded strings. */
+static const struct { const char *pattern; kvq_tok_split split; } known_splits[] = {
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", KVQ_TOK_SPLIT_LLAMA3},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", KVQ_TOK_SPLIT_QWEN2},
+};
+
+/* Split (a known Regex pattern, behavior Isolated, not inverted) -> *split. */
+static kvq_status read_split(const kvq_json *p, kvq_tok_split *split, const char *name, char *why,
+                             size_t why_len) {
+    const kvq_json *re = kvq_json_get(kvq_json_get(p, "pattern"), "Regex");
+    const char *beh = kvq_json_get_string(p, "behavior");
+    int inv = 0;
+    if (!re || re->type != KVQ_JSON_STRING)
+        return FAIL(KVQ_ERR_UNSUPPORTED, "%s: Split pre_tokenizer supported only with a Regex pattern", name);
+    if (!beh || strcmp(beh, "Isolated") || (kvq_json_get_bool(p, "invert", &inv) && inv))
+        return FAIL(KVQ_ERR_UNSUPPORTED, "%s: Split pre_tokenizer supported only with behavior "
+                    "Isolated, not inverted", name);
+    for (size_t i = 0; i < sizeof known_splits / sizeof known_splits[0]; i++)
+        if (re->len == strlen(known_splits[i].pattern) && !memcmp(re->str, known_splits[i].pattern, re->len)) {
+            *split = known_splits[i].split;
+            return KVQ_OK;
+        }
+    return FAIL(KVQ_ERR_UNSUPPORTED, "%s: Split pattern \"%.48s%s\" is not supported (the Llama-3 "
+                "and Qwen2 patterns are)", name, re->str, re->len > 48 ? "..." : "");
+}
+
 static kvq_status read_pretok(kvq_tokenizer *t, const kvq_json *p, const char *name, char *why,
                               size_t why_len) {
     if (!p || p->type == KVQ_JSON_NULL) return KVQ_OK;
     const char *ty = type_of(p);
     if (!strcmp(ty, "Sequence")) {
         const kvq_json *l = kvq_json_get(p, "pretokenizers");
+        if (l && l->type == KVQ_JSON_ARRAY && l->len == 2 && !strcmp(type_of(l->items[0]), "Split") &&
+            !strcmp(type_of(l->items[1]), "ByteLevel")) {
+            kvq_tok_split split = KVQ_TOK_SPLIT_NONE;
+            kvq_status st = read_split(l->items[0], &split, name, why, why_len);
+            if (!st) st = read_pretok(t, l->items[1], name, why, why_len);
+            if (!st && t->split != KVQ_TOK_SPLIT_NONE)
+                return FAIL(KVQ_ERR_UNSUPPORTED, "%s: ByteLevel after Split must have use_regex false", name);
+            t->split = split;
+            return st;
+        }
         if (!l || l->type != KVQ_JSON_ARRAY || l->len != 2 || strcmp(type_of(l->items[0]), "Digits") ||
             strcmp(type_of(l->items[1]), "ByteLevel"))
             return FAIL(KVQ_ERR_UNSUPPORTED, "%s: pre_tokenizer Sequence supported only as [Digits, "
-                        "ByteLevel]", name);
+                        "ByteLevel] or [Split, ByteLevel]", name);
         int ind = 0;
         if (!kvq_json_get_bool(l->items[0], "individual_digits", &ind) || !ind)
             return FAIL(KVQ_ERR_UNSUPPORTED, "%s: Digits pre_tokenizer without individual_digits", name);
@@ -84,7 +123,7 @@ static kvq_status read_pretok(kvq_tokenizer *t, const kvq_json *p, const char *n
     }
     if (strcmp(ty, "ByteLevel"))
         return FAIL(KVQ_ERR_UNSUPPORTED, "%s: pre_tokenizer '%s' is not supported (ByteLevel, "
-                    "Sequence[Digits, ByteLevel] are)", name, ty);
+                    "Sequence[Digits, ByteLevel], Sequence[Split, ByteLevel] are)", name, ty);
     int v = 0;
     t->byte_level = 1;
     t->add_prefix_space = kvq_json_get_bool(p, "add_prefix_space", &v) && v;

@@ -28,7 +28,10 @@ typedef struct {
 } kvq_tok_pairmap;
 
 typedef enum { KVQ_TOK_MODEL_BPE, KVQ_TOK_MODEL_SPM } kvq_tok_model;
-typedef enum { KVQ_TOK_SPLIT_NONE, KVQ_TOK_SPLIT_GPT2 } kvq_tok_split;
+/* GPT2: ByteLevel's own regex split; LLAMA3 / QWEN2: a Split pre-tokenizer with that pattern,
+ * before a ByteLevel without regex (which then runs on each piece). */
+typedef enum { KVQ_TOK_SPLIT_NONE, KVQ_TOK_SPLIT_GPT2, KVQ_TOK_SPLIT_LLAMA3,
+               KVQ_TOK_SPLIT_QWEN2 } kvq_tok_split;
 
 /* Token types (the GGUF / SentencePiece numbering). */
 enum { KVQ_TOKT_NORMAL = 1, KVQ_TOKT_UNKNOWN = 2, KVQ_TOKT_CONTROL = 3, KVQ_TOKT_USER = 4,
@@ -149,5 +152,8 @@ int kvq_uni_is_space(uint32_t cp);
 kvq_status kvq_uni_nfc(const char *s, size_t len, char **out, size_t *out_len);
 /* Length in bytes of the next GPT-2 pre-tokenizer piece of s[0..len) (len > 0). */
 size_t kvq_gpt2_split_next(const char *s, size_t len);
+/* Length in bytes of the next Llama-3 (max_digits 3) / Qwen2 (max_digits 1) split piece of
+ * s[0..len) (len > 0). */
+size_t kvq_llama3_split_next(const char *s, size_t len, int max_digits);
 
 #endif

@@ -1,7 +1,10 @@
 /* tok_unicode.c — the Unicode the tokenizers need: UTF-8 decoding that never fails (stray bytes
- * become pseudo code points), the letter/number/space classes, NFC normalization, and the GPT-2
- * pre-tokenizer split written out by hand:
+ * become pseudo code points), the letter/number/space classes, NFC normalization, and two
+ * pre-tokenizer splits written out by hand, GPT-2's
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * and Llama-3's / Qwen2's (they differ only in \p{N}{1,3} versus \p{N})
+ *     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+ *     \s*[\r\n]+|\s+(?!\S)|\s+
  * Tables come from calib/unicode_tables.c (generated). Not a regex engine. */
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +77,7 @@ int kvq_uni_is_number(uint32_t cp) {
 }
 int kvq_uni_is_space(uint32_t cp) { return in_ranges(kvq_uni_space, kvq_uni_space_n, cp); }
 
-/* ---- GPT-2 split ---- */
+/* ---- pre-tokenizer splits ---- */
 enum { C_OTHER, C_LETTER, C_NUMBER, C_SPACE };
 
 static int char_class(uint32_t cp) {
@@ -96,6 +99,22 @@ static size_t run_of(const char *s, size_t len, int k) {
     return i;
 }
 
+/* A whitespace run at s[0]: with newlines (\s*[\r\n]+) up to the end of its last \r or \n, else
+ * \s+(?!\S) then \s+: the run, leaving its last char to a following non-space. */
+static size_t space_run(const char *s, size_t len, int newlines) {
+    size_t i = 0, last = 0, nl = 0;
+    while (i < len) {
+        uint32_t c;
+        size_t n = kvq_utf8_next(s + i, len - i, &c);
+        if (char_class(c) != C_SPACE) break;
+        last = i;
+        i += n;
+        if (c == '\r' || c == '\n') nl = i;
+    }
+    if (newlines && nl) return nl;
+    return i == len || last == 0 ? i : last;
+}
+
 size_t kvq_gpt2_split_next(const char *s, size_t len) {
     if (s[0] == '\'' && len >= 2) {                       /* 's 't 'm 'd 're 've 'll */
         char a = s[1], b = len >= 3 ? s[2] : 0;
@@ -112,16 +131,49 @@ size_t kvq_gpt2_split_next(const char *s, size_t len) {
         if (k2 != C_SPACE) return 1 + run_of(s + 1, len - 1, k2);
     }
     if (k != C_SPACE) return run_of(s, len, k);
-    /* \s+(?!\S) then \s+: a whitespace run, leaving its last char to a following non-space */
-    size_t i = 0, last = 0;
-    while (i < len) {
-        uint32_t c;
-        size_t n = kvq_utf8_next(s + i, len - i, &c);
-        if (char_class(c) != C_SPACE) break;
-        last = i;
-        i += n;
+    return space_run(s, len, 0);
+}
+
+/* Llama-3 / Qwen2: the contraction at s[0] under (?i:...) — ASCII case and U+017F (long s, which
+ * case-folds to s) — in bytes, or 0. */
+static size_t contraction_ci(const char *s, size_t len) {
+    if (s[0] != '\'' || len < 2) return 0;
+    if (len >= 3 && (unsigned char)s[1] == 0xC5 && (unsigned char)s[2] == 0xBF) return 3;   /* 'ſ */
+    char a = (char)(s[1] | 0x20), b = len >= 3 ? (char)(s[2] | 0x20) : 0;  /* |0x20 maps only A-Z */
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    return 0;
+}
+
+size_t kvq_llama3_split_next(const char *s, size_t len, int max_digits) {
+    size_t n = contraction_ci(s, len);
+    if (n) return n;
+    uint32_t cp, cp2 = 0;
+    size_t n0 = kvq_utf8_next(s, len, &cp);
+    int k = char_class(cp), k2 = -1;
+    if (n0 < len) {
+        kvq_utf8_next(s + n0, len - n0, &cp2);
+        k2 = char_class(cp2);
     }
-    return i == len || last == 0 ? i : last;
+    if (k == C_LETTER) return run_of(s, len, C_LETTER);      /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    if (k != C_NUMBER && cp != '\r' && cp != '\n' && k2 == C_LETTER)
+        return n0 + run_of(s + n0, len - n0, C_LETTER);
+    if (k == C_NUMBER) {                                     /* \p{N}{1,max_digits} */
+        size_t i = 0;
+        for (int d = 0; d < max_digits && i < len; d++) {
+            size_t m = kvq_utf8_next(s + i, len - i, &cp);
+            if (char_class(cp) != C_NUMBER) break;
+            i += m;
+        }
+        return i;
+    }
+    if (k == C_OTHER || (cp == ' ' && k2 == C_OTHER)) {     /* ?[^\s\p{L}\p{N}]+[\r\n]* */
+        size_t i = k == C_OTHER ? 0 : 1;
+        i += run_of(s + i, len - i, C_OTHER);
+        while (i < len && (s[i] == '\r' || s[i] == '\n')) i++;
+        return i;
+    }
+    return space_run(s, len, 1);
 }
 
 /* ---- NFC ---- */
