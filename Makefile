@@ -41,7 +41,7 @@ KVQ       := $(BUILD)/kvq
 DEPS_OK   := $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: FORCE all deps test asan fuzz fuzz-short cuda test-gpu bench bench-gpu demo install help clean
+.PHONY: FORCE man all deps test asan fuzz fuzz-short cuda test-gpu bench bench-gpu demo install help clean
 
 all: $(KVQ)
 
@@ -137,15 +137,19 @@ demo: $(KVQ)
 	@KVQ=$(KVQ) MODEL=$(DEMO_MODEL) OUT=$(DEMO_OUT) sh tools/demo.sh
 
 # ---- install -------------------------------------------------------------------------------
-install: $(KVQ)
+$(BUILD)/kvq.1: $(KVQ) tools/gen_man.sh
+	sh tools/gen_man.sh $(KVQ) $(VERSION) > $@.tmp && mv $@.tmp $@
+man: $(BUILD)/kvq.1
+
+install: $(KVQ) $(BUILD)/kvq.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/kvq \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(KVQ) $(DESTDIR)$(PREFIX)/bin/kvq
 	install -m 644 $(LIBKVQ) $(DESTDIR)$(PREFIX)/lib/libkvq.a
-	install -m 644 $(filter-out format/kvqc.h format/le.h calib/%_internal.h calib/tok_internal.h,$(wildcard format/*.h calib/*.h codebook/*.h)) $(DESTDIR)$(PREFIX)/include/kvq/
+	install -m 644 $(filter-out format/kvqc.h format/le.h %_internal.h %_int.h,$(wildcard format/*.h calib/*.h codebook/*.h)) $(DESTDIR)$(PREFIX)/include/kvq/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/kvq.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvq.pc
-	install -m 644 docs/kvq.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvq.1
+	install -m 644 $(BUILD)/kvq.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvq.1
 
 clean:
 	rm -rf build build-asan

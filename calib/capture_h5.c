@@ -76,12 +76,11 @@ static hid_t make_ds(hid_t loc, const char *name, hid_t type, int rank, const hs
 
 static kvq_status create_layer(hid_t file, const kvq_capture_meta *m, uint32_t layer, char *why, size_t why_len) {
     kvq_status st = KVQ_OK;
-    hid_t g = -1, ds = -1, ftype = kvq_cap_file_type(m->dtype);
+    hid_t g = -1, ds = -1, ftype = -1;
     char path[64], sname[64];
     hsize_t kv = (hsize_t)m->model.n_kv_heads * m->model.head_dim, rest_stats[2] = {4, kv};
     int32_t li = (int32_t)layer;
     kvq_cap_layer_path(path, sizeof path, layer, m->model.n_layers);
-    KVQ_H5(ftype);
     KVQ_H5(g = H5Gcreate2(file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     {
         hid_t sp = H5Screate(H5S_SCALAR), a = sp < 0 ? -1 : H5Acreate2(g, "layer", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
@@ -92,9 +91,13 @@ static kvq_status create_layer(hid_t file, const kvq_capture_meta *m, uint32_t l
     }
     for (int t = 0; t < (m->fisher ? 4 : 2); t++) {
         const char *name = kvq_capture_tensor_name((kvq_capture_tensor)t);
+        kvq_capture_dtype td = kvq_capture_tensor_dtype(m->dtype, (kvq_capture_tensor)t);
+        KVQ_H5(ftype = kvq_cap_file_type(td));
         KVQ_H5(ds = make_ds(g, name, ftype, 2, &kv, kvq_cap_chunk_rows(m), m->compress));
-        KVQ_H5(ds_attrs(ds, TENSOR_DESC[t], "token, channel", kvq_capture_dtype_name(m->dtype)));
+        KVQ_H5(ds_attrs(ds, TENSOR_DESC[t], "token, channel", kvq_capture_dtype_name(td)));
         KVQ_H5(H5Dclose(ds));
+        KVQ_H5(H5Tclose(ftype));
+        ftype = -1;
         snprintf(sname, sizeof sname, "%s_stats", name);
         KVQ_H5(ds = make_ds(g, sname, H5T_IEEE_F64LE, 3, rest_stats, 1, 0));
         KVQ_H5(ds_attrs(ds, "per-sample per-channel statistics over the sample's rows, from the fp32 "
@@ -507,10 +510,11 @@ static kvq_status put_tensor(kvq_capture_writer *w, size_t i, const float *x, co
     size_t n = w->cur_len * w->kv_dim;
     hid_t half_type = -1;
     const void *buf = x;
-    if (w->meta.dtype != KVQ_CAPTURE_F32) {   /* rounded here (RNE), stored with no HDF5 conversion */
+    kvq_capture_dtype td = kvq_capture_tensor_dtype(w->meta.dtype, (kvq_capture_tensor)(i % KVQ_CAPTURE_N_TENSORS));
+    if (td != KVQ_CAPTURE_F32) {   /* rounded here (RNE), stored with no HDF5 conversion */
         for (size_t j = 0; j < n; j++)
-            w->half[j] = w->meta.dtype == KVQ_CAPTURE_F16 ? kvq_f32_to_f16(x[j]) : kvq_f32_to_bf16(x[j]);
-        KVQ_H5(half_type = kvq_cap_file_type(w->meta.dtype));
+            w->half[j] = td == KVQ_CAPTURE_F16 ? kvq_f32_to_f16(x[j]) : kvq_f32_to_bf16(x[j]);
+        KVQ_H5(half_type = kvq_cap_file_type(td));
         buf = w->half;
     }
     st = append_rows(w->tens[i], half_type >= 0 ? half_type : H5T_NATIVE_FLOAT, 2, w->n_rows, w->cur_len, buf, why, why_len);

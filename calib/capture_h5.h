@@ -88,6 +88,9 @@ void kvq_capture_stats_free(kvq_capture_stats *s);   /* frees the arrays; accept
  * F32, fisher on, no compression, every layer captured, window_sampling as capture.c uses. */
 void kvq_capture_meta_init(kvq_capture_meta *meta, const kvq_model_identity *model);
 const char *kvq_capture_dtype_name(kvq_capture_dtype d);          /* "float32" / "float16" / "bfloat16" */
+/* Storage type of one tensor in a file of dtype d: d itself, except that Fisher tensors of a
+ * float16 file are bfloat16 (squared gradients, ~1e-10, underflow float16's range). */
+kvq_capture_dtype kvq_capture_tensor_dtype(kvq_capture_dtype d, kvq_capture_tensor t);
 const char *kvq_capture_tensor_name(kvq_capture_tensor t);        /* dataset name, e.g. "k_pre_rope" */
 /* Same settings? Compares model identity (fingerprint included) and every capture setting that
  * must agree for two files to be continued or merged; `check_inputs` also requires the same text

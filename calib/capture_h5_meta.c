@@ -131,6 +131,10 @@ void kvq_capture_stats_free(kvq_capture_stats *s) {
 
 /* ---- types and names ---------------------------------------------------------------------- */
 
+kvq_capture_dtype kvq_capture_tensor_dtype(kvq_capture_dtype d, kvq_capture_tensor t) {
+    return d == KVQ_CAPTURE_F16 && (t == KVQ_CAPTURE_FISHER_K || t == KVQ_CAPTURE_FISHER_V) ? KVQ_CAPTURE_BF16 : d;
+}
+
 hid_t kvq_cap_file_type(kvq_capture_dtype d) {
     if (d == KVQ_CAPTURE_F32) return H5Tcopy(H5T_IEEE_F32LE);
     hid_t t = H5Tcopy(H5T_IEEE_F32LE);

@@ -227,19 +227,19 @@ done:
     return st;
 }
 
-static kvq_status read_half_rows(const kvq_capture_reader *r, hid_t ds, uint64_t row0, uint64_t n_rows,
-                                 float *out, char *why, size_t why_len) {
+static kvq_status read_half_rows(const kvq_capture_reader *r, hid_t ds, kvq_capture_dtype td,
+                                 uint64_t row0, uint64_t n_rows, float *out, char *why, size_t why_len) {
     kvq_status st = KVQ_OK;
     uint64_t block = ((uint64_t)1 << 20) / r->kv_dim + 1;   /* rows per read: ~2 MiB of halves */
     uint16_t *h = malloc((size_t)(block < n_rows ? block : n_rows) * r->kv_dim * sizeof *h);
-    hid_t ft = kvq_cap_file_type(r->meta.dtype);
+    hid_t ft = kvq_cap_file_type(td);
     if (!h || ft < 0) { st = ft < 0 ? kvq_cap_h5err(why, why_len, "file type") : KVQ_ERR_NOMEM; goto done; }
     for (uint64_t done_rows = 0; done_rows < n_rows && !st; done_rows += block) {
         uint64_t n = n_rows - done_rows < block ? n_rows - done_rows : block;
         st = read_block(ds, ft, row0 + done_rows, n, r->kv_dim, h, why, why_len);
         float *o = out + done_rows * r->kv_dim;
         for (size_t j = 0; !st && j < n * r->kv_dim; j++)
-            o[j] = r->meta.dtype == KVQ_CAPTURE_F16 ? kvq_f16_to_f32(h[j]) : kvq_bf16_to_f32(h[j]);
+            o[j] = td == KVQ_CAPTURE_F16 ? kvq_f16_to_f32(h[j]) : kvq_bf16_to_f32(h[j]);
     }
 done:
     if (ft >= 0) H5Tclose(ft);
@@ -262,10 +262,10 @@ kvq_status kvq_capture_read_rows(const kvq_capture_reader *r, uint32_t layer, kv
     kvq_cap_quiet_begin(&q);
     hid_t ds = H5Dopen2(r->file, path, H5P_DEFAULT);
     if (ds < 0) st = kvq_cap_h5err(why, why_len, path);
-    else if (r->meta.dtype == KVQ_CAPTURE_F32)
+    else if (kvq_capture_tensor_dtype(r->meta.dtype, t) == KVQ_CAPTURE_F32)
         st = read_block(ds, H5T_NATIVE_FLOAT, row0, n_rows, r->kv_dim, out, why, why_len);
     else
-        st = read_half_rows(r, ds, row0, n_rows, out, why, why_len);
+        st = read_half_rows(r, ds, kvq_capture_tensor_dtype(r->meta.dtype, t), row0, n_rows, out, why, why_len);
     if (st && why) {   /* name the dataset in the message */
         char tmp[512];
         snprintf(tmp, sizeof tmp, "%s", why);

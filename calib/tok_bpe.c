@@ -65,7 +65,7 @@ kvq_status kvq_tok_bpe_word(const kvq_tokenizer *t, kvq_tok_scratch *sc, const c
     }
     kvq_tok_sym *sym = sc->sym;
     size_t n;
-    if (t->byte_level) {          /* a byte without a token (only invalid UTF-8) -> unk or dropped */
+    if (t->byte_level) {          /* a byte without a token -> unk, else dropped (as HF) */
         n = 0;
         for (size_t i = 0; i < len; i++) {
             int32_t id = t->byte_tok[(unsigned char)s[i]];

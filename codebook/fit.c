@@ -328,6 +328,7 @@ kvq_status kvq_fit_capture(const char *capture_path, const kvq_fit_opts *o, kvq_
         if (st != KVQ_OK) set_why(why, why_len, "allocating the codebook: %s", kvq_status_message(st));
     }
     if (st == KVQ_OK) fill_header(out, r, o);
+    if (st == KVQ_OK && cb) cb(cb_ctx, NULL, 0, n_layers);
     for (uint32_t l = 0; l < n_layers && st == KVQ_OK; l++) {
         kvq_fit_layer_report rep;
         st = fit_one(r, o, l, sink, out, &rep, why, why_len);

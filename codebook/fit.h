@@ -63,7 +63,8 @@ typedef struct kvq_fit_layer_report {
 kvq_status kvq_fit_layer(const kvq_fit_opts *o, const kvq_fit_input *in, kvq_layer_codebook *out,
                          kvq_fit_layer_report *rep, char *why, size_t why_len);
 
-/* Called after each layer of kvq_fit_capture (done = layers finished so far). */
+/* Called once before the first layer (r == NULL, done == 0) and after each layer of kvq_fit_capture
+ * (done = layers finished so far). */
 typedef void (*kvq_fit_progress_fn)(void *ctx, const kvq_fit_layer_report *r, uint32_t done,
                                     uint32_t total);
 

@@ -660,6 +660,36 @@ static kvq_status solve_exact(const float *x, const float *w, size_t n, const kv
     return st;
 }
 
+kvq_status kvq_kmeans_lloyd(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
+                            float *centroids, kvq_kmeans_result *res, char *why, size_t why_len) {
+    kvq_kmeans_result r0;
+    if (!res) res = &r0;
+    memset(res, 0, sizeof *res);
+    if (!x || !o || !centroids || o->k < 1 || o->k > MAX_K || o->n_threads < 1) {
+        set_why(why, why_len, "k-means: bad arguments (k must be 1..%d, threads >= 1)", MAX_K);
+        return KVQ_ERR_ARG;
+    }
+    float mn, mx;
+    kvq_status st = scan_input(x, w, n, o->n_threads, &mn, &mx, why, why_len);
+    for (uint32_t j = 0; st == KVQ_OK && j < o->k; j++)
+        if (!isfinite(centroids[j])) {
+            set_why(why, why_len, "k-means: start centroid %u is not finite", j);
+            st = KVQ_ERR_NONFINITE;
+        }
+    if (st != KVQ_OK) return st;
+    double W[MAX_K], S1[MAX_K];
+    pass_ws ws;
+    st = ws_init(&ws, n, o->k);
+    if (st == KVQ_OK) {
+        sort_floats(centroids, o->k);
+        double obj = run_pass(&ws, x, w, n, centroids, o->k, o->n_threads, W, S1);
+        st = lloyd_iterate(&ws, x, w, n, o->k, o->n_threads, o->max_iters, centroids, &obj, W, S1, res);
+        res->objective = obj;
+    }
+    ws_free(&ws);
+    return st;
+}
+
 kvq_status kvq_kmeans_fit(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
                           float *centroids, kvq_kmeans_result *res, char *why, size_t why_len) {
     kvq_kmeans_result r0;

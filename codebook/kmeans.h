@@ -51,6 +51,12 @@ typedef struct kvq_kmeans_result {
 kvq_status kvq_kmeans_fit(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
                           float *centroids, kvq_kmeans_result *res, char *why, size_t why_len);
 
+/* Lloyd iterations (o->max_iters, the same rules as the reference solver: stop when no centroid
+ * moves, an empty cluster goes to the worst-served point) from the k given centroids, in place.
+ * centroids: (o->k) start on entry, ascending result on return. */
+kvq_status kvq_kmeans_lloyd(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
+                            float *centroids, kvq_kmeans_result *res, char *why, size_t why_len);
+
 /* sum_i w_i (x_i - c[code(x_i)])^2 in double, code() by fp32 midpoints (ties low). c: (k) sorted. */
 double kvq_kmeans_objective(const float *x, const float *w, size_t n, const float *c, uint32_t k,
                             int n_threads);

@@ -109,7 +109,7 @@ extern "C" size_t kvq_gpu_engine_device_bytes(const kvq_model_config *cfg, const
     kvq_gpu_engine e;
     memset(&e, 0, sizeof e);
     set_dims(&e, cfg, opts);
-    e.wtype = KVQ_CU_BF16;   // the fp32-conversion buffer is counted only by the instance
+    e.wtype = KVQ_CU_BF16;   // half-stored weights: fp32 math counts the conversion buffer
     return kvq_gpu_plan(&e, NULL);
 }
 

@@ -44,8 +44,9 @@ typedef struct kvq_gpu_engine_opts {
 typedef struct kvq_gpu_engine kvq_gpu_engine;
 
 /* Device bytes the engine allocates for (cfg, opts) beyond the weights (docs/engine-gpu.md gives
- * the formula), and the weight bytes for a model stored as `weight_dtype` ("F32", "BF16", "F16").
- * 0 on overflow or bad options. */
+ * the formula; in fp32 math it counts the one-matrix fp32 buffer that half-stored weights need, which
+ * an F32 model does not use), and the weight bytes for a model stored as `weight_dtype` ("F32",
+ * "BF16", "F16"). 0 on overflow or bad options. */
 size_t kvq_gpu_engine_device_bytes(const kvq_model_config *cfg, const kvq_gpu_engine_opts *opts);
 size_t kvq_gpu_engine_weight_bytes(const kvq_model_config *cfg, const char *weight_dtype, kvq_gpu_math math);
 

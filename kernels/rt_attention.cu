@@ -367,12 +367,10 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
         uint32_t p = tq0 + grp, slot;
         const uint8_t *page;
         uint32_t vwA[B], vwB[B], zrA, zrB;
-        const uint32_t *scl = NULL;
         kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p, t1 - 1), WPH, &slot, &page) + s * B, vwA);
         zrA = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
         kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, vwB);
         zrB = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-        (void)scl;
         for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
             uint32_t t = tb + lane / LPT, vw[B], zr = zrA;
             bool ok = t < t1;
@@ -478,7 +476,7 @@ kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kv
     uint32_t nqg = (G + gm - 1) / gm, maxlen = 0;
     for (uint32_t i = 0; i < c->o.batch; i++) maxlen = c->h_lens[i] > maxlen ? c->h_lens[i] : maxlen;
     if (!scale) scale = 1.0f / sqrtf((float)D);
-    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, c->o.batch * d->n_kv_heads * nqg, D);
+    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, c->o.batch * d->n_kv_heads * nqg);
     kvq_status st = kvq_attn_work(&c->d_work, &c->work_bytes, c->o.batch, d->n_heads, D, pl.nsplit, why, why_len);
     if (st != KVQ_OK) return st;
     float *part_o = c->d_work, *part_ml = part_o + (size_t)c->o.batch * d->n_heads * pl.nsplit * D;

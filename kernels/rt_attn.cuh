@@ -9,7 +9,7 @@ typedef struct kvq_attn_plan { uint32_t chunk, nsplit; } kvq_attn_plan;
 
 /* Tokens per block: enough blocks to fill the GPU several times over (units = blocks that
  * share a split index), within [64, 1024]. */
-static inline kvq_attn_plan kvq_attn_make_plan(uint32_t maxlen, uint32_t units, uint32_t head_dim) {
+static inline kvq_attn_plan kvq_attn_make_plan(uint32_t maxlen, uint32_t units) {
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     uint64_t want = (uint64_t)sms * 8;
@@ -20,7 +20,6 @@ static inline kvq_attn_plan kvq_attn_make_plan(uint32_t maxlen, uint32_t units, 
     kvq_attn_plan p;
     p.chunk = (uint32_t)chunk;
     p.nsplit = maxlen ? (uint32_t)((maxlen + chunk - 1) / chunk) : 1;
-    (void)head_dim;
     return p;
 }
 

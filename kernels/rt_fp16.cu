@@ -170,7 +170,7 @@ kvq_status kvq_rt_fp16_attention(const uint16_t *d_k, const uint16_t *d_v, uint3
         maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     }
     if (!scale) scale = 1.0f / sqrtf((float)head_dim);
-    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, batch * n_kv_heads * nqg, head_dim);
+    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, batch * n_kv_heads * nqg);
     float *part_o = (float *)d_work, *part_ml = part_o + (size_t)batch * n_heads * pl.nsplit * head_dim;
     kvq_f16_fn fn;
     if (head_dim == 64) fn = gm == 1 ? kvq_attn_f16<64, 1> : gm == 2 ? kvq_attn_f16<64, 2> : kvq_attn_f16<64, 4>;

@@ -19,10 +19,12 @@ static inline float synth_value(uint32_t sample, uint32_t layer, int t, size_t r
     return t >= 2 ? (float)(u * u * 1e-6) : (float)(8 * u - 4);  /* Fisher >= 0, tiny like real ones */
 }
 
-/* What the file must return for a value written as fp32 (storage rounding). */
-static inline float synth_stored(const kvq_capture_meta *m, float x) {
-    if (m->dtype == KVQ_CAPTURE_F16) return kvq_f16_to_f32(kvq_f32_to_f16(x));
-    if (m->dtype == KVQ_CAPTURE_BF16) return kvq_bf16_to_f32(kvq_f32_to_bf16(x));
+/* What the file must return for a value of tensor t written as fp32 (storage rounding; Fisher
+ * tensors of a float16 file are stored as bfloat16). */
+static inline float synth_stored(const kvq_capture_meta *m, int t, float x) {
+    kvq_capture_dtype d = kvq_capture_tensor_dtype(m->dtype, (kvq_capture_tensor)t);
+    if (d == KVQ_CAPTURE_F16) return kvq_f16_to_f32(kvq_f32_to_f16(x));
+    if (d == KVQ_CAPTURE_BF16) return kvq_bf16_to_f32(kvq_f32_to_bf16(x));
     return x;
 }
 
@@ -91,7 +93,7 @@ static inline long synth_mismatches(const kvq_capture_reader *r) {
                 if (kvq_capture_read_rows(r, m->layers[slot], (kvq_capture_tensor)t, sm->row_start, m->seq_len,
                                           row, why, sizeof why)) { free(row); return -1; }
                 for (size_t i = 0; i < m->seq_len * kv; i++)
-                    bad += row[i] != synth_stored(m, synth_value(s, m->layers[slot], t, i / kv, i % kv));
+                    bad += row[i] != synth_stored(m, t, synth_value(s, m->layers[slot], t, i / kv, i % kv));
             }
     }
     free(row);

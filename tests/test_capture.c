@@ -160,7 +160,7 @@ static void roundtrip(kvq_capture_dtype dtype, int fisher, int compress) {
     ck_assert_int_eq(kvq_capture_read_all(r, 3, KVQ_CAPTURE_V, &all, &rows, why, sizeof why), KVQ_OK);
     ck_assert_uint_eq(rows, 144);
     for (size_t i = 0; i < rows * kv; i++)
-        ck_assert(all[i] == synth_stored(&m, synth_value((uint32_t)(i / kv / 48), 3, 1, i / kv % 48, i % kv)));
+        ck_assert(all[i] == synth_stored(&m, 1, synth_value((uint32_t)(i / kv / 48), 3, 1, i / kv % 48, i % kv)));
     free(all);
     kvq_capture_stats st;
     ck_assert_int_eq(kvq_capture_read_stats(r, 3, KVQ_CAPTURE_K, &st, why, sizeof why), KVQ_OK);
@@ -211,7 +211,7 @@ START_TEST(test_half_types_hdf5_conversion) {
         float got[16 * 8];
         ck_assert(ds >= 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got) >= 0);
         for (size_t i = 0; i < 16 * 8; i++)
-            ck_assert_msg(got[i] == synth_stored(&m, synth_value(0, 2, 0, i / 8, i % 8)), "%s element %zu",
+            ck_assert_msg(got[i] == synth_stored(&m, 0, synth_value(0, 2, 0, i / 8, i % 8)), "%s element %zu",
                           kvq_capture_dtype_name(m.dtype), i);
         H5Dclose(ds);
         H5Fclose(f);

@@ -327,6 +327,37 @@ START_TEST(test_layer_rejects) {
 }
 END_TEST
 
+START_TEST(test_sink_in_key_thresholds) {
+    /* make_layer puts 500 in every channel of the sink rows (1 in 100). With p = 0 the key maximum
+     * is then 500 when sink rows count (reference code) and far below when they do not (paper);
+     * values are never affected (per token) and k-means never sees sink rows either way. */
+    layer_data *d = malloc(sizeof *d);
+    make_layer(d, 14);
+    kvq_fit_input in = input_of(d);
+    kvq_fit_opts o;
+    kvq_fit_opts_default(&o);
+    o.outlier_fraction = 0;
+    kvq_layer_codebook a, b;
+    kvq_fit_layer_report ra, rb;
+    char why[256] = "";
+    layer_alloc(&a, 3, 3);
+    layer_alloc(&b, 3, 3);
+    ck_assert_msg(kvq_fit_layer(&o, &in, &a, &ra, why, sizeof why) == KVQ_OK, "%s", why);
+    o.sink_in_key_thresholds = 1;
+    ck_assert_msg(kvq_fit_layer(&o, &in, &b, &rb, why, sizeof why) == KVQ_OK, "%s", why);
+    for (int c = 0; c < DIM; c++) {
+        ck_assert(a.k.zero_point[c] + a.k.half_range[c] < 100);
+        /* z + r = hi = 500 up to the fp32 rounding of z and r (half an ulp of ~500 each: 3e-5) */
+        ck_assert(fabsf(b.k.zero_point[c] + b.k.half_range[c] - 500) <= 1e-4f);
+    }
+    ck_assert(ra.k_points == rb.k_points && ra.k_points == (size_t)(ROWS - ROWS / 100) * DIM);
+    ck_assert(!memcmp(a.v.centroids, b.v.centroids, 8 * sizeof(float)));
+    layer_release(&a);
+    layer_release(&b);
+    free(d);
+}
+END_TEST
+
 START_TEST(test_outlier_cap_ref) {
     layer_data *d = malloc(sizeof *d);
     make_layer(d, 13);
@@ -481,6 +512,7 @@ static Suite *fit_suite(void) {
     tcase_add_test(tc, test_qnorm_moments);
     tcase_add_test(tc, test_layer_deterministic_and_consistent);
     tcase_add_test(tc, test_layer_rejects);
+    tcase_add_test(tc, test_sink_in_key_thresholds);
     tcase_add_test(tc, test_outlier_cap_ref);
     tcase_add_test(tc, test_fit_capture_file);
     suite_add_tcase(s, tc);

@@ -232,6 +232,28 @@ START_TEST(test_rejects_bad_input) {
 }
 END_TEST
 
+START_TEST(test_lloyd_empty_cluster_relocation) {
+    /* Hand trace. Points 0, 0.1, 0.2, 0.3 (weight 1), start {-5, 0, 0.5} (given unsorted). Pass 1:
+     * midpoints -2.5, 0.25 -> nothing is nearest to -5 (empty), {0, 0.1, 0.2} -> 0, {0.3} -> 0.5.
+     * Update: 0.1, 0.3, and the empty one moves to the worst-served point, 0.2 (error 0.2^2, just
+     * above 0.3's (0.3-0.5)^2 in fp32). Then {0.1, 0.2, 0.3} -> {0, 0.1}, {0.2}, {0.3} -> means
+     * 0.05, 0.2, 0.3, which is stable: objective 2 * 0.05^2 = 0.005, the optimum (brute force). */
+    float x[4] = {0, 0.1f, 0.2f, 0.3f}, c[3] = {0.5f, -5, 0};
+    kvq_kmeans_opts o = opts(KVQ_SOLVER_LLOYD, 3, 1);
+    kvq_kmeans_result r;
+    char why[256];
+    ck_assert_msg(kvq_kmeans_lloyd(x, NULL, 4, &o, c, &r, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert(c[0] < c[1] && c[1] < c[2]);   /* no empty or duplicate cluster remains */
+    double xs[4] = {0, 0.1f, 0.2f, 0.3f}, ws[4] = {1, 1, 1, 1};
+    double ref = brute(xs, ws, 4, 3, 0);
+    ck_assert_uint_eq(r.relocations, 1);
+    /* fp32 inputs and centroids: 1e-9 absolute on 0.005 is far above their rounding (~1e-10) */
+    ck_assert_msg(fabs(r.objective - ref) <= 1e-9, "objective %.12g vs optimum %.12g", r.objective, ref);
+    c[0] = NAN;
+    ck_assert(kvq_kmeans_lloyd(x, NULL, 4, &o, c, &r, why, sizeof why) == KVQ_ERR_NONFINITE);
+}
+END_TEST
+
 static void add_task(void *ctx, size_t t) { ((size_t *)ctx)[t] = t * t; }
 
 START_TEST(test_parallel_for) {
@@ -255,6 +277,7 @@ static Suite *kmeans_suite(void) {
     tcase_add_test(tc, test_histogram_within_bound);
     tcase_add_test(tc, test_deterministic_across_threads);
     tcase_add_test(tc, test_rejects_bad_input);
+    tcase_add_test(tc, test_lloyd_empty_cluster_relocation);
     tcase_add_test(tc, test_parallel_for);
     suite_add_tcase(s, tc);
     return s;

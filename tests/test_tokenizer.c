@@ -552,7 +552,7 @@ START_TEST(test_malformed_json) {
         {"{\"added_tokens\": [{\"id\": 3, \"content\": \"<x>\", \"lstrip\": true}], \"model\": {\"type\": "
          "\"BPE\", " BYTES ", \"merges\": []}}", KVQ_ERR_UNSUPPORTED, "lstrip"},
         {"{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", " BYTES ", \"merges\": []}}",
-         KVQ_ERR_FORMAT, "byte 0x00"},
+         KVQ_ERR_FORMAT, "byte 0x20"},
         {"{\"model\": {\"type\": \"BPE\", \"dropout\": 0.1, " BYTES ", \"merges\": []}}", KVQ_ERR_UNSUPPORTED, "dropout"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -571,6 +571,28 @@ START_TEST(test_malformed_json) {
     size_t n;
     int32_t *ids = encode(t, "abba", 4, &n);
     ck_assert(n == 3 && ids[0] == 2 && ids[1] == 1 && ids[2] == 0);
+    free(ids);
+    kvq_tokenizer_free(t);
+}
+END_TEST
+
+/* A byte-level vocabulary with every printable ASCII byte but not the control byte 0x04 (as
+ * SmolLM2's) loads; 0x04 in the text is dropped, as HF tokenizers does without an unk token. */
+START_TEST(test_byte_level_missing_control_byte) {
+    char json[4096];
+    size_t n = (size_t)snprintf(json, sizeof json, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", "
+                                "\"add_prefix_space\": false}, \"model\": {\"type\": \"BPE\", \"vocab\": {"
+                                "\"\\u0120\": 0");                       /* U+0120 is the byte 0x20 */
+    for (int b = 0x21; b < 0x7F; b++)
+        n += (size_t)snprintf(json + n, sizeof json - n, b == '"' ? ", \"\\\"\": %d" : b == '\\' ?
+                              ", \"\\\\\": %d" : ", \"%c\": %d", b == '"' || b == '\\' ? b - 0x20 : b, b - 0x20);
+    snprintf(json + n, sizeof json - n, "}, \"merges\": []}}");
+    kvq_tokenizer *t = NULL;
+    char why[256] = "";
+    ck_assert_msg(kvq_tokenizer_load_json(json, strlen(json), "ctl.json", &t, why, sizeof why) == KVQ_OK, "%s", why);
+    size_t k;
+    int32_t *ids = encode(t, "a\x04" "b", 3, &k);
+    ck_assert_msg(k == 2 && ids[0] == 'a' - 0x20 && ids[1] == 'b' - 0x20, "got %zu ids: %d %d", k, ids[0], k > 1 ? ids[1] : -1);
     free(ids);
     kvq_tokenizer_free(t);
 }
@@ -632,6 +654,7 @@ Suite *tokenizer_suite(void) {
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_add_test(tc, test_malformed_json);
+    tcase_add_test(tc, test_byte_level_missing_control_byte);
     tcase_add_test(tc, test_malformed_bin);
     suite_add_tcase(s, tc);
     return s;

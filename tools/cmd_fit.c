@@ -140,6 +140,8 @@ static const char *pct(double rate, char *buf, size_t len) {
 static void on_layer(void *ctx, const kvq_fit_layer_report *r, uint32_t done, uint32_t total) {
     fit_cli *c = ctx;
     char a[32], b[32];
+    c->prog.total = total;
+    if (!r) { kvq_progress_update(&c->prog, 0); return; }   /* before the first layer */
     if (!c->reps) c->reps = calloc(total, sizeof *c->reps);
     if (c->reps && c->n_reps < total) c->reps[c->n_reps++] = *r;
     if (!c->json) {
@@ -149,7 +151,6 @@ static void on_layer(void *ctx, const kvq_fit_layer_report *r, uint32_t done, ui
                pct(r->v_outlier_rate, b, sizeof b), r->seconds);
         fflush(stdout);
     }
-    c->prog.total = total;
     kvq_progress_update(&c->prog, done);
 }
 

@@ -369,8 +369,10 @@ END_TEST
  * writes: kvq-tiny-15m, 2 windows of 160 tokens of wiki.test.raw, every layer's K, V and Fisher. */
 START_TEST(test_capture_cuda_matches_cpu) {
     if (!have_gpu()) return;
-    const char *text = kvq_test_shared("data/text/wiki.test.raw");
-    KVQ_SKIP_IF_MISSING(text, "data/text/wiki.test.raw");
+    const char *p = kvq_test_shared("data/text/wiki.test.raw");
+    KVQ_SKIP_IF_MISSING(p, "data/text/wiki.test.raw");
+    char text[4096];   /* kvq_test_shared's buffer is reused by the next call */
+    snprintf(text, sizeof text, "%s", p);
     const char *model = kvq_test_shared("models/kvq-tiny-15m");
     if (!model) model = "data/models/kvq-tiny-15m";
     char paths[2][1024], why[512];
