@@ -47,6 +47,20 @@ static int setup(void) {
     return 1;
 }
 
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s missing", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)len + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
+    buf[len] = 0;
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
 static const float ID_LUT[4] = {-1.0f, 0.0f, 0.5f, 1.0f};   /* code(0) = 1, level 0 exactly */
 
 /* Keys: static per channel, z 0, r 2^-40, every non-zero element an outlier kept exactly (h(k));
@@ -137,15 +151,23 @@ START_TEST(test_codebook_mismatch) {
     char why[256] = "";
     ck_assert_int_eq(kvq_eval_sim_init(&s, KVQ_METHOD_KVQUANT, 0, &g_model, &cb, NULL, why, sizeof why), KVQ_ERR_MISMATCH);
     ck_assert_msg(strstr(why, "fingerprint") != NULL, "why: %s", why);
-    char path[512], cmd[2048];
+    char path[512], cmd[4096];
     snprintf(path, sizeof path, "%s/other.kvqc", kvq_test_tmpdir());
     ck_assert_int_eq(kvq_codebook_write(path, &cb), KVQ_OK);
     const char *bin = getenv("KVQ_BIN");
     if (bin) {
-        snprintf(cmd, sizeof cmd, "%s eval --model %s --codebook %s --text %s --seq-len 64 --max-windows 1 2>/dev/null",
-                 bin, kvq_test_shared(MODEL_REL), path, kvq_test_shared(TEXT_REL));
+        char model[1024], text[1024], err[600];
+        snprintf(model, sizeof model, "%s", kvq_test_shared(MODEL_REL));   /* static storage: copy */
+        snprintf(text, sizeof text, "%s", kvq_test_shared(TEXT_REL));
+        snprintf(err, sizeof err, "%s/eval.err", kvq_test_tmpdir());
+        snprintf(cmd, sizeof cmd, "%s eval --model %s --codebook %s --text %s --seq-len 64 --max-windows 1 2>%s",
+                 bin, model, path, text, err);
         int rc = system(cmd);
         ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 3, "kvq eval exit %d", WEXITSTATUS(rc));
+        size_t n;
+        char *msg = slurp(err, &n);
+        ck_assert_msg(strstr(msg, "fingerprint") != NULL, "kvq eval said: %s", msg);
+        free(msg);
     }
     cb.model.fingerprint ^= 1;   /* now the right model: accepted */
     ck_assert_msg(kvq_eval_sim_init(&s, KVQ_METHOD_KVQUANT, 0, &g_model, &cb, NULL, why, sizeof why) == KVQ_OK, "%s", why);
@@ -186,20 +208,6 @@ START_TEST(test_svg_chart) {
     ck_assert_int_eq(kvq_svg_chart_write(stdout, &empty), KVQ_ERR_ARG);
 }
 END_TEST
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)len + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = 0;
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
 
 /* `kvq ablate` on stories260K at a tiny scale: 2 calibration windows of 64 tokens, 2 evaluation
  * windows of 64, 2 bits. The report files exist and agree (JSON rows = 1 + configs), and a second
