@@ -33,6 +33,7 @@ void kvq_fit_opts_default(kvq_fit_opts *o) {
     memset(o, 0, sizeof *o);
     o->k_bits = o->v_bits = 3;
     o->outlier_fraction = 0.01f;
+    o->outlier_cap_ref = 1;   /* m = ceil(p/2 g): the reference's 21 at kv_dim 4096, 1 at 128 */
     o->qnorm = KVQ_QNORM_AUTO;
     o->n_sink = 1;
     o->value_axis = KVQ_NORM_PER_TOKEN;

@@ -21,7 +21,8 @@ typedef struct kvq_fit_opts {
     uint32_t k_bits, v_bits;          /* 1..8 (default 3, 3) */
     float outlier_fraction;           /* p (default 0.01); 0 disables outliers */
     uint32_t outlier_cap;             /* m per side per token; 0 = none (values: floor(p/2*g)) */
-    int outlier_cap_ref;              /* 1: m = ceil(p/2 * g), g = kv_dim (keys) or the value group */
+    int outlier_cap_ref;              /* 1 (default): m = ceil(p/2 * g), g = kv_dim (keys) or the
+                                         value group; overrides outlier_cap */
     int qnorm;                        /* KVQ_QNORM_AUTO, 0 off, 1 on */
     uint32_t n_sink;                  /* first tokens of every sample kept fp16 (default 1) */
     int sink_in_key_thresholds;       /* 0: sink rows excluded from key percentiles (paper), 1: kept
