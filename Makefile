@@ -41,7 +41,7 @@ KVQ       := $(BUILD)/kvq
 DEPS_OK   := $(BUILD)/.deps-ok
 
 .SECONDARY:
-.PHONY: FORCE man all deps test asan fuzz fuzz-short cuda test-gpu bench bench-gpu demo install help clean
+.PHONY: FORCE man valgrind all deps test asan fuzz fuzz-short cuda test-gpu bench bench-gpu demo install help clean
 
 all: $(KVQ)
 
@@ -50,6 +50,7 @@ help:
 	@echo "  make            build libkvq and the kvq command into $(BUILD)/"
 	@echo "  make test       build and run every Check suite (CPU)"
 	@echo "  make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer"
+	@echo "  make valgrind   the whole CLI pipeline under valgrind memcheck (leaks, memory errors)"
 	@echo "  make fuzz       run each libFuzzer harness (FUZZ_SECONDS=$(FUZZ_SECONDS) each)"
 	@echo "  make cuda       build the CUDA runtime and GPU tests with nvcc (skipped without nvcc)"
 	@echo "  make test-gpu   run the GPU suites (needs an NVIDIA GPU)"
@@ -95,6 +96,9 @@ $(BUILD)/tests/%: tests/%.c $(UTIL_OBJS) $(LIBKVQ) $(KVQ)
 
 test: $(TEST_BINS) $(KVQ)
 	@KVQ_BIN=$(KVQ) sh tools/run_tests.sh $(TEST_BINS)
+
+valgrind: $(KVQ)
+	@KVQ=$(KVQ) sh tools/valgrind_pipeline.sh
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
