@@ -1,6 +1,8 @@
 /* kvq.c — the `kvq` command: dispatches `kvq <command> [options]` to tools/cmd_*.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -24,7 +26,18 @@ static void usage(FILE *f) {
     fprintf(f, "\n`kvq <command> --help` describes each one; `man kvq` or docs/cli.md the whole tool.\n");
 }
 
+/* The engine runs OpenMP loops between OpenBLAS calls, and OpenBLAS has threads of its own: with
+ * libgomp's default spin-waiting the idle OpenMP threads take the cores BLAS needs (2 threads ran
+ * at 0.6x of 1 on the 2-core dev machine; passive: 1.4x, docs/BENCHMARKS.md). libgomp reads the
+ * policy only at start-up, so when the user has not chosen one, run again once with it set. */
+static void ensure_passive_omp_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);   /* returns only on failure: then go on as we are */
+}
+
 int main(int argc, char **argv) {
+    ensure_passive_omp_wait(argv);
     if (argc < 2) { usage(stderr); return KVQ_EXIT_USAGE; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
