@@ -53,11 +53,9 @@ static kvq_status read_header(const kvq_mapped_file *f, const char *path, kvq_mo
 kvq_status kvq_load_llama2c(const char *path, kvq_model *m, char *why, size_t why_len) {
     kvq_status st = kvq_model_begin(m, path, "llama2c", why, why_len);
     if (st) return st;
-    kvq_mapped_file f;
-    if ((st = kvq_mapped_file_open(path, &f, why, why_len))) return st;
-    const unsigned char *base = f.data;
-    size_t size = f.size;
-    if ((st = kvq_model_keep_map(m, &f, why, why_len))) return st;
+    const unsigned char *base;
+    size_t size;
+    if ((st = kvq_model_map_file(m, path, &base, &size, why, why_len))) return st;
     kvq_mapped_file tmp = {base, size};
     int seq_len;
     if ((st = read_header(&tmp, path, &m->cfg, &seq_len, why, why_len))) return st;

@@ -152,11 +152,9 @@ static kvq_status load_layer(kvq_model *m, const kvq_gguf *g, int l, char *why, 
 kvq_status kvq_load_gguf(const char *path, kvq_model *m, char *why, size_t why_len) {
     kvq_status st = kvq_model_begin(m, path, "gguf", why, why_len);
     if (st) return st;
-    kvq_mapped_file f;
-    if ((st = kvq_mapped_file_open(path, &f, why, why_len))) return st;
-    const unsigned char *base = f.data;
-    size_t size = f.size;
-    if ((st = kvq_model_keep_map(m, &f, why, why_len))) return st;
+    const unsigned char *base;
+    size_t size;
+    if ((st = kvq_model_map_file(m, path, &base, &size, why, why_len))) return st;
     kvq_gguf *g;
     if ((st = kvq_gguf_parse(base, size, path, &g, why, why_len))) return st;
     if (!(st = read_config(g, &m->cfg, why, why_len)) && !(st = kvq_model_alloc_layers(m, why, why_len))) {

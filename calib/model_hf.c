@@ -57,11 +57,9 @@ static kvq_status shard(kvq_model *m, hf *h, const char *name, int *idx, char *w
     }
     char path[2048];
     kvq_status st = join(path, sizeof path, h->dir, name, why, why_len);
-    kvq_mapped_file f;
-    if (st || (st = kvq_mapped_file_open(path, &f, why, why_len))) return st;
-    const void *base = f.data;
-    size_t size = f.size;
-    if ((st = kvq_model_keep_map(m, &f, why, why_len))) return st;
+    const unsigned char *base;
+    size_t size;
+    if (st || (st = kvq_model_map_file(m, path, &base, &size, why, why_len))) return st;
     if (!(h->names[h->n_shards] = strdup(name))) {
         snprintf(why, why_len, "%s: out of memory", path);
         return KVQ_ERR_NOMEM;

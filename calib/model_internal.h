@@ -29,6 +29,9 @@ typedef struct kvq_src_tensor {
 kvq_status kvq_model_begin(kvq_model *m, const char *path, const char *format, char *why, size_t why_len);
 /* Keep a mapping alive for the model's lifetime (takes ownership; *f is zeroed). */
 kvq_status kvq_model_keep_map(kvq_model *m, kvq_mapped_file *f, char *why, size_t why_len);
+/* Map `path` for the model's lifetime; *data, *size: its bytes. */
+kvq_status kvq_model_map_file(kvq_model *m, const char *path, const unsigned char **data, size_t *size,
+                              char *why, size_t why_len);
 /* Allocate layers (cfg.n_layers zeroed entries). */
 kvq_status kvq_model_alloc_layers(kvq_model *m, char *why, size_t why_len);
 /* fp32 view of a tensor: the mapped data itself when it is F32 and 4-byte aligned and no

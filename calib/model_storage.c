@@ -48,6 +48,16 @@ kvq_status kvq_model_keep_map(kvq_model *m, kvq_mapped_file *f, char *why, size_
     return KVQ_OK;
 }
 
+kvq_status kvq_model_map_file(kvq_model *m, const char *path, const unsigned char **data, size_t *size,
+                              char *why, size_t why_len) {
+    kvq_mapped_file f;
+    kvq_status st = kvq_mapped_file_open(path, &f, why, why_len);
+    if (st) return st;
+    *data = f.data;
+    *size = f.size;
+    return kvq_model_keep_map(m, &f, why, why_len);
+}
+
 kvq_status kvq_model_alloc_layers(kvq_model *m, char *why, size_t why_len) {
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     if (!m->layers) {
