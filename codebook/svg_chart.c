@@ -120,7 +120,9 @@ static void axes(FILE *f, const kvq_chart *c, const scale *s) {
             (y0 + y1) / 2);
     put_text(f, c->y_label);
     fputs(s->log ? " (log scale)</text>\n" : "</text>\n", f);
-    fprintf(f, "<text x=\"%d\" y=\"30\" text-anchor=\"middle\" font-size=\"17\" font-weight=\"bold\">", W / 2 - RIGHT / 2);
+    /* left-aligned so that a long title (a model file name) runs into the legend's side, never
+     * off the canvas */
+    fputs("<text x=\"12\" y=\"30\" text-anchor=\"start\" font-size=\"17\" font-weight=\"bold\">", f);
     put_text(f, c->title);
     fputs("</text>\n", f);
 }
