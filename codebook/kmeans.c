@@ -660,17 +660,25 @@ static kvq_status solve_exact(const float *x, const float *w, size_t n, const kv
     return st;
 }
 
-kvq_status kvq_kmeans_lloyd(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
-                            float *centroids, kvq_kmeans_result *res, char *why, size_t why_len) {
-    kvq_kmeans_result r0;
-    if (!res) res = &r0;
+/* Prologue of the public solvers: zero the result, check the arguments, scan the input (finite
+ * values and weights; min and max). */
+static kvq_status check_and_scan(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
+                                 const float *centroids, kvq_kmeans_result *res, float *mn, float *mx,
+                                 char *why, size_t why_len) {
     memset(res, 0, sizeof *res);
     if (!x || !o || !centroids || o->k < 1 || o->k > MAX_K || o->n_threads < 1) {
         set_why(why, why_len, "k-means: bad arguments (k must be 1..%d, threads >= 1)", MAX_K);
         return KVQ_ERR_ARG;
     }
+    return scan_input(x, w, n, o->n_threads, mn, mx, why, why_len);
+}
+
+kvq_status kvq_kmeans_lloyd(const float *x, const float *w, size_t n, const kvq_kmeans_opts *o,
+                            float *centroids, kvq_kmeans_result *res, char *why, size_t why_len) {
+    kvq_kmeans_result r0;
+    if (!res) res = &r0;
     float mn, mx;
-    kvq_status st = scan_input(x, w, n, o->n_threads, &mn, &mx, why, why_len);
+    kvq_status st = check_and_scan(x, w, n, o, centroids, res, &mn, &mx, why, why_len);
     for (uint32_t j = 0; st == KVQ_OK && j < o->k; j++)
         if (!isfinite(centroids[j])) {
             set_why(why, why_len, "k-means: start centroid %u is not finite", j);
@@ -694,13 +702,8 @@ kvq_status kvq_kmeans_fit(const float *x, const float *w, size_t n, const kvq_km
                           float *centroids, kvq_kmeans_result *res, char *why, size_t why_len) {
     kvq_kmeans_result r0;
     if (!res) res = &r0;
-    memset(res, 0, sizeof *res);
-    if (!x || !o || !centroids || o->k < 1 || o->k > MAX_K || o->n_threads < 1) {
-        set_why(why, why_len, "k-means: bad arguments (k must be 1..%d, threads >= 1)", MAX_K);
-        return KVQ_ERR_ARG;
-    }
     float mn, mx;
-    kvq_status st = scan_input(x, w, n, o->n_threads, &mn, &mx, why, why_len);
+    kvq_status st = check_and_scan(x, w, n, o, centroids, res, &mn, &mx, why, why_len);
     if (st != KVQ_OK) return st;
     size_t distinct = kvq_kmeans_distinct(x, w, n, o->k);
     if (distinct < o->k) {
