@@ -308,38 +308,7 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
     }
 
     /* ---- softmax over the chunk: max, weights, sum ---- */
-#pragma unroll
-    for (int gq = 0; gq < GM; gq++) {
-        float m = -INFINITY;
-        for (uint32_t x = tid; x < n; x += blockDim.x) m = fmaxf(m, sc[gq * CH + x]);
-        for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (lane == 0) red[2 * GM + warp * GM + gq] = m;
-    }
-    __syncthreads();
-    if (tid < GM) {
-        float m = -INFINITY;
-        for (int w = 0; w < NW; w++) m = fmaxf(m, red[2 * GM + w * GM + tid]);
-        red[tid] = m;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int gq = 0; gq < GM; gq++) {
-        float m = red[gq], l = 0.0f;
-        for (uint32_t x = tid; x < n; x += blockDim.x) {
-            float pr = expf(sc[gq * CH + x] - m);
-            sc[gq * CH + x] = pr;
-            l += pr;
-        }
-        for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) red[2 * GM + warp * GM + gq] = l;
-    }
-    __syncthreads();
-    if (tid < GM) {
-        float l = 0.0f;
-        for (int w = 0; w < NW; w++) l += red[2 * GM + w * GM + tid];
-        red[GM + tid] = l;
-    }
-    __syncthreads();
+    kvq_chunk_softmax<GM, NW>(sc, red, n, CH);
 
     /* ---- pass 2: values; sinks and outliers are corrections added with shared atomics ---- */
     for (uint32_t t = t0; t < min(t1, g.n_sink); t++) {

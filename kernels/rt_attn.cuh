@@ -36,6 +36,46 @@ static inline kvq_status kvq_attn_work(float **buf, size_t *cap, uint32_t batch,
     return KVQ_OK;
 }
 
+/* Softmax of a chunk's scores, in place, for each of the GM query heads of a block: sc[gq*ch + x]
+ * (x < n) becomes exp(score - max); red[gq] receives the max, red[GM + gq] the sum (red also needs
+ * NWARPS*GM floats of scratch after those). Block-wide: every thread of the NWARPS warps calls it. */
+template <int GM, int NWARPS>
+__device__ __forceinline__ void kvq_chunk_softmax(float *sc, float *red, uint32_t n, uint32_t ch) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+    for (int gq = 0; gq < GM; gq++) {
+        float m = -INFINITY;
+        for (uint32_t x = tid; x < n; x += blockDim.x) m = fmaxf(m, sc[gq * ch + x]);
+        for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (lane == 0) red[2 * GM + warp * GM + gq] = m;
+    }
+    __syncthreads();
+    if (tid < GM) {
+        float m = -INFINITY;
+        for (int w = 0; w < NWARPS; w++) m = fmaxf(m, red[2 * GM + w * GM + tid]);
+        red[tid] = m;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int gq = 0; gq < GM; gq++) {
+        float m = red[gq], l = 0.0f;
+        for (uint32_t x = tid; x < n; x += blockDim.x) {
+            float p = expf(sc[gq * ch + x] - m);
+            sc[gq * ch + x] = p;
+            l += p;
+        }
+        for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+        if (lane == 0) red[2 * GM + warp * GM + gq] = l;
+    }
+    __syncthreads();
+    if (tid < GM) {
+        float l = 0.0f;
+        for (int w = 0; w < NWARPS; w++) l += red[2 * GM + w * GM + tid];
+        red[GM + tid] = l;
+    }
+    __syncthreads();
+}
+
 __global__ void kvq_rt_combine(const float *part_o, const float *part_ml, uint32_t nsplit, uint32_t D,
                                void *out, int out_f16);
 

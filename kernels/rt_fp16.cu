@@ -70,38 +70,7 @@ __global__ void __launch_bounds__(NW16 * 32) kvq_attn_f16(const uint16_t *kc, co
     }
     __syncthreads();
     const uint32_t n = t1 - t0;
-#pragma unroll
-    for (int gq = 0; gq < GM; gq++) {
-        float m = -INFINITY;
-        for (uint32_t x = tid; x < n; x += blockDim.x) m = fmaxf(m, sc[gq * CH + x]);
-        for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (lane == 0) red[2 * GM + warp * GM + gq] = m;
-    }
-    __syncthreads();
-    if (tid < GM) {
-        float m = -INFINITY;
-        for (int w = 0; w < NW16; w++) m = fmaxf(m, red[2 * GM + w * GM + tid]);
-        red[tid] = m;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int gq = 0; gq < GM; gq++) {
-        float m = red[gq], l = 0.0f;
-        for (uint32_t x = tid; x < n; x += blockDim.x) {
-            float p = expf(sc[gq * CH + x] - m);
-            sc[gq * CH + x] = p;
-            l += p;
-        }
-        for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) red[2 * GM + warp * GM + gq] = l;
-    }
-    __syncthreads();
-    if (tid < GM) {
-        float l = 0.0f;
-        for (int w = 0; w < NW16; w++) l += red[2 * GM + w * GM + tid];
-        red[GM + tid] = l;
-    }
-    __syncthreads();
+    kvq_chunk_softmax<GM, NW16>(sc, red, n, CH);
     float oa[GM][8];
 #pragma unroll
     for (int gq = 0; gq < GM; gq++)
