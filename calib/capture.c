@@ -185,7 +185,10 @@ static kvq_status setup_writing(run *r, const kvq_capture_opts *o, kvq_capture_r
     r->overlap = o->overlap != 0;
     r->copy = r->overlap && !r->be->select;
     for (int i = 0; i < 2; i++)
-        if (!(r->ptrs[i] = calloc((size_t)m->n_captured * 4, sizeof *r->ptrs[i]))) return KVQ_ERR_NOMEM;
+        if (!(r->ptrs[i] = calloc((size_t)m->n_captured * 4, sizeof *r->ptrs[i]))) {
+            snprintf(why, why_len, "out of memory");
+            return KVQ_ERR_NOMEM;
+        }
     uint32_t held = r->copy ? m->n_captured : (uint32_t)r->model.cfg.n_layers;  /* select: the engine's set */
     if (r->overlap && (__builtin_mul_overflow(n, nt * sizeof(float), &bytes) ||
                        __builtin_mul_overflow(bytes, (size_t)held, &bytes))) {
@@ -195,15 +198,14 @@ static kvq_status setup_writing(run *r, const kvq_capture_opts *o, kvq_capture_r
     kvq_status st = KVQ_OK;
     if (r->copy && !(r->own = malloc(bytes))) {
         snprintf(why, why_len, "cannot allocate %zu bytes of host memory for the second window buffer "
-                 "(overlap off needs none)", bytes);
+                 "of the overlapped write (overlap = 0 needs none)", bytes);
         st = KVQ_ERR_NOMEM;
     } else if (r->overlap && !r->copy) {
         st = r->be->select(r->eng, 1, why, why_len);
         if (!st) st = r->be->select(r->eng, 0, why, why_len);
-        if (st == KVQ_ERR_NOMEM) {
-            size_t len = strlen(why);
-            snprintf(why + len, why_len - len, " for the second window buffer (overlap off needs none)");
-        }
+        size_t len = why_len ? strlen(why) : 0;
+        if (st == KVQ_ERR_NOMEM && len + 1 < why_len)
+            snprintf(why + len, why_len - len, " (the overlapped write's second window buffer; overlap = 0 needs none)");
     }
     if (st) return st;
     res->overlap_bytes = r->overlap ? bytes : 0;
@@ -259,7 +261,8 @@ static kvq_status settle(run *r, const kvq_capture_opts *o, uint32_t done, loop_
     if (st || !had) return st;
     ls->loss_sum += ls->loss_in_flight;
     ls->committed++;
-    if (o->progress) o->progress(o->progress_user, done + ls->committed, o->samples, ls->loss_in_flight, now_s() - ls->t0);
+    if (o->progress)
+        o->progress(o->progress_user, done + ls->committed, o->samples, ls->loss_in_flight, now_s() - ls->t0);
     return KVQ_OK;
 }
 

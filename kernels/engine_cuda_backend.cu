@@ -1,8 +1,8 @@
 // engine_cuda_backend.cu — the "cuda" (fp32 math) and "cuda-bf16" backends of
 // calib/engine_backend.h over the GPU engine (kvq_engine_cuda.h): one window per run, Fisher
 // squared on the GPU before the copy to host, two pinned host result sets for the capture loop's
-// overlapped file write (select = kvq_gpu_engine_select_host). Linked explicitly into build/kvq-cuda, which is what
-// makes calib/engine_backend.c's weak references non-NULL.
+// overlapped file write (select = kvq_gpu_engine_select_host). Linked explicitly into
+// build/kvq-cuda, which is what makes calib/engine_backend.c's weak references non-NULL.
 #include "engine_backend.h"
 #include "kvq_engine_cuda.h"
 
