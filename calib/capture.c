@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "engine.h"
 #include "capture_pipe.h"
@@ -209,6 +212,13 @@ static kvq_status setup_writing(run *r, const kvq_capture_opts *o, kvq_capture_r
     }
     if (st) return st;
     res->overlap_bytes = r->overlap ? bytes : 0;
+    /* the writer's staging team: kvq's thread setting (the writer thread would otherwise get
+     * OpenMP's initial default, not this thread's) */
+    int threads = o->threads > 0 ? o->threads : 1;
+#ifdef _OPENMP
+    if (o->threads <= 0) threads = omp_get_max_threads();
+#endif
+    kvq_capture_writer_set_threads(r->w, threads);
     return kvq_capture_pipe_start(&r->pipe, r->w, m->n_captured, m->seq_len, (uint32_t)kv, r->overlap,
                                   m->fisher && !r->be->grads_squared, why, why_len);
 }
