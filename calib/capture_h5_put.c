@@ -32,6 +32,7 @@ static uint32_t fletcher32(const uint8_t *p, size_t n) {
     while (words) {
         uint32_t len = words > 360 ? 360 : (uint32_t)words, a = 0, b = 0;
         words -= len;
+#pragma omp simd reduction(+ : a, b)   /* exact integer sums: any order gives the same */
         for (uint32_t i = 0; i < len; i++) {
             uint32_t w = (uint32_t)p[2 * i] << 8 | p[2 * i + 1];
             a += w;
@@ -56,6 +57,7 @@ static void stats_block(double *st /* (4, kv) */, const float *x /* (len, kv) */
     for (size_t c = c0; c < c1; c++) { sum[c] = sq[c] = 0; mn[c] = INFINITY; mx[c] = -INFINITY; }
     for (size_t r = 0; r < len; r++) {
         const float *row = x + r * kv;
+#pragma omp simd   /* channels are independent: vectorising changes no result */
         for (size_t c = c0; c < c1; c++) {
             double v = row[c];
             sum[c] += v;
@@ -72,12 +74,13 @@ static void stage_chunk(uint8_t *dst, const float *x /* (rows, kv) */, size_t ro
     size_t n = rows * kv, bytes = n * kvq_cap_elem_size(td);
     if (td == KVQ_CAPTURE_F32) {
         memcpy(dst, x, bytes);
+    } else if (td == KVQ_CAPTURE_F16) {
+        uint16_t *h = (uint16_t *)dst;   /* dst is 2-byte aligned (even offsets into malloc'ed buf) */
+        for (size_t i = 0; i < n; i++) h[i] = kvq_f32_to_f16(x[i]);
     } else {
-        uint16_t h;
-        for (size_t i = 0; i < n; i++) {
-            h = td == KVQ_CAPTURE_F16 ? kvq_f32_to_f16(x[i]) : kvq_f32_to_bf16(x[i]);
-            memcpy(dst + 2 * i, &h, 2);
-        }
+        uint16_t *h = (uint16_t *)dst;
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) h[i] = kvq_f32_to_bf16(x[i]);
     }
     if (direct) {
         uint32_t f = fletcher32(dst, bytes);
