@@ -46,7 +46,10 @@ size_t kvq_capture_working_bytes(const kvq_model_config *cfg, uint32_t seq_len, 
     kvq_engine_opts eo = {1, (int)seq_len, fisher};
     size_t eng = kvq_engine_activation_bytes(cfg, &eo);
     size_t win = (size_t)seq_len * (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    size_t extra = (fisher ? 2 * 4 : 0) * win + (dtype != KVQ_CAPTURE_F32 ? 2 : 0) * win;
+    size_t staged = 0;   /* bytes a row-channel of the writer's two staged layers (capture_h5_put.c) */
+    for (int t = 0; t < (fisher ? 4 : 2); t++)
+        staged += 2 * (kvq_capture_tensor_dtype(dtype, (kvq_capture_tensor)t) == KVQ_CAPTURE_F32 ? 4 : 2);
+    size_t extra = (fisher ? 2 * 4 : 0) * win + staged * win;
     return eng && eng <= SIZE_MAX - extra ? eng + extra : 0;
 }
 
