@@ -229,13 +229,33 @@ __global__ void __launch_bounds__(512) kvq_quant_values(kvq_rt_layer L, kvq_rt_g
     kvq_pack(codes_s, (uint32_t *)(t.page + L.off_vcodes), g, L.bits, t.slot);
 }
 
-/* ---- warp kernels: token blockIdx.x * KVQ_RT_WARPS + warp; per warp, dynamic shared memory holds
- * two candidate lists (KVQ_RT_WLIST 64-bit entries each) and the staged row (kv_dim fp16). -------- */
-__host__ __device__ static inline size_t kvq_wsmem_warp(uint32_t kv_dim) { return 2 * KVQ_RT_WLIST * 8 + (size_t)kv_dim * 2; }
+/* ---- warp kernels: token blockIdx.x * KVQ_RT_WARPS + warp. Dynamic shared memory per warp: keys,
+ * two candidate lists of KVQ_RT_WLIST 64-bit entries and 16 scratch words; values, two lists of
+ * 32-bit entries, 16 scratch words and the staged row (kv_dim fp16). ------------------------------ */
+__host__ __device__ static inline size_t kvq_wsmem_keys(void) { return 2 * KVQ_RT_WLIST * 8 + 64; }
+__host__ __device__ static inline size_t kvq_wsmem_values(uint32_t kv_dim) { return 2 * KVQ_RT_WLIST * 4 + 64 + (size_t)kv_dim * 2; }
 
 /* A token the warp kernel leaves to the block kernels: redo[0] counts, redo[1..] lists. */
 __device__ static inline void kvq_handover(uint32_t *redo, uint32_t tok) {
     if (kvq_lane() == 0) redo[1 + atomicAdd(redo, 1u)] = tok;
+}
+
+/* x = (k - z) / r for this lane's S channels of one head (IEEE division, see kvq_wdiv). */
+template <int S>
+__device__ static inline void kvq_wkeys_x(const uint32_t (&u)[S], const float *kz, const float *kr, float (&x)[S]) {
+    float z[S], r[S];
+    kvq_wloadf<S>(kz, z);
+    kvq_wloadf<S>(kr, r);
+    bool slow = false;
+#pragma unroll
+    for (int e = 0; e < S; e++) {
+        float a = __fsub_rn(kvq_hf(u[e]), z[e]);
+        x[e] = kvq_wdiv(a, r[e], kvq_wrcp(r[e]));
+        slow |= !kvq_wtame(a) || !kvq_wtame(r[e]);
+    }
+    if (slow)
+#pragma unroll
+        for (int e = 0; e < S; e++) x[e] = __fdiv_rn(__fsub_rn(kvq_hf(u[e]), z[e]), r[e]);
 }
 
 template <int BITS, int S>
@@ -245,35 +265,41 @@ kvq_wkeys(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_rt
     extern __shared__ uint64_t wsm[];
     const uint32_t D = S * 32, lane = kvq_lane(), warp = threadIdx.x / 32, tok = blockIdx.x * KVQ_RT_WARPS + warp;
     if (tok >= n_tok) return;
-    uint64_t *up = wsm + warp * (kvq_wsmem_warp(g.kv_dim) / 8), *lo = up + KVQ_RT_WLIST;   /* (KVQ_RT_WLIST) each */
-    uint16_t *st = (uint16_t *)(lo + KVQ_RT_WLIST);                                            /* (kv_dim) */
+    uint64_t *up = wsm + warp * (kvq_wsmem_keys() / 8), *lo = up + KVQ_RT_WLIST;   /* (KVQ_RT_WLIST) each */
+    uint32_t *scr = (uint32_t *)(lo + KVQ_RT_WLIST);                                 /* (16) */
+    const uint16_t *row = src + (size_t)tok * g.kv_dim;                             /* (kv_dim) */
     uint32_t seq = tok_seq[tok], pos = tok_pos[tok];
-    bool sink = pos < g.n_sink;
-    uint16_t *sink_row = sink ? g.k_sink + ((size_t)seq * g.n_sink + pos) * g.kv_dim : NULL;
-    if (kvq_wstage(src + (size_t)tok * g.kv_dim, bf16, g.kv_dim, st, sink_row) && lane == 0) atomicExch(flag, 1);
-    if (sink) return;
-    __syncwarp();
+    if (pos < g.n_sink) {
+        if (kvq_wstage(row, bf16, g.kv_dim, NULL, g.k_sink + ((size_t)seq * g.n_sink + pos) * g.kv_dim) && lane == 0)
+            atomicExch(flag, 1);
+        return;
+    }
     kvq_rt_tok t = kvq_locate(g, L, seq, pos);
     uint32_t H = g.n_kv_heads, nu = 0, nl = 0, kb = kvq_wchan0<S>(lane);
     uint32_t *codes = (uint32_t *)(t.page + L.off_kcodes);
+    bool bad = false;
     for (uint32_t h = 0; h < H; h++) {
         uint32_t c0 = h * D + kb, u[S], code[S];
-        float z[S], r[S];
-        kvq_wload<S>(st, c0, u);
-        kvq_wloadf<S>(L.kz + c0, z);
-        kvq_wloadf<S>(L.kr + c0, r);
+        float x[S];
+        kvq_wload_in<S>(row, c0, bf16, u);
+        kvq_wkeys_x<S>(u, L.kz + c0, L.kr + c0, x);
+        bool cand = false;
 #pragma unroll
         for (int e = 0; e < S; e++) {
-            float x = __fdiv_rn(__fsub_rn(kvq_hf(u[e]), z[e]), r[e]);
-            code[e] = kvq_wcode<BITS>(L.mid_k, x);
-            if (L.k_outliers && __any_sync(KVQ_FULL, x > 1.0f || x < -1.0f)) {   /* most rounds have none */
-                uint64_t key = kvq_fkey(x), ch = ~(c0 + e);
-                kvq_wpush(up, nu, x > 1.0f, key << 32 | ch);
-                kvq_wpush(lo, nl, x < -1.0f, (uint64_t)(uint32_t)~key << 32 | ch);
-            }
+            bad |= kvq_hbad(u[e]);
+            code[e] = kvq_wcode<BITS>(L.mid_k, x[e]);
+            cand |= x[e] > 1.0f || x[e] < -1.0f;
         }
-        kvq_wstore_codes<BITS, S>(code, codes + ((size_t)h * g.page_tokens + t.slot) * (S * BITS));
+        kvq_wstore_codes<BITS, S>(code, scr, codes + ((size_t)h * g.page_tokens + t.slot) * (S * BITS));
+        if (L.k_outliers && __any_sync(KVQ_FULL, cand))   /* most heads have none */
+#pragma unroll
+            for (int e = 0; e < S; e++) {
+                uint64_t key = kvq_fkey(x[e]), ch = ~(c0 + e);
+                kvq_wpush(up, nu, x[e] > 1.0f, key << 32 | ch);
+                kvq_wpush(lo, nl, x[e] < -1.0f, (uint64_t)(uint32_t)~key << 32 | ch);
+            }
     }
+    if (__any_sync(KVQ_FULL, bad) && lane == 0) atomicExch(flag, 1);
     if (nu > KVQ_RT_WLIST || nl > KVQ_RT_WLIST) { kvq_handover(redo, tok); return; }
     __syncwarp();
     kvq_wselect(up, nu, L.k_m);
@@ -281,7 +307,7 @@ kvq_wkeys(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_rt
     uint16_t *offs = (uint16_t *)(t.page + L.off_koff) + (size_t)t.slot * (H + 1);
     uint32_t n = kvq_wemit(up, nu, lo, nl, (uint32_t *)(t.page + L.off_kout) + (size_t)t.slot * L.k_cap, 0, offs, D, H,
                            0, g.kv_dim, [&](uint32_t c) {
-        float v = kvq_hf(st[c]);
+        float v = kvq_hf(kvq_win(row[c], bf16));
         if (L.k_residual == KVQ_OUTLIER_RESIDUAL) {
             float z = L.kz[c], r = L.kr[c];
             v = __fsub_rn(v, fmaf(L.lut_k[kvq_wcode<BITS>(L.mid_k, __fdiv_rn(__fsub_rn(v, z), r))], r, z));
@@ -356,9 +382,9 @@ kvq_wvalues(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_
     extern __shared__ uint64_t wsm[];
     const uint32_t D = S * 32, lane = kvq_lane(), warp = threadIdx.x / 32, tok = blockIdx.x * KVQ_RT_WARPS + warp;
     if (tok >= n_tok) return;
-    uint64_t *wbase = wsm + warp * (kvq_wsmem_warp(g.kv_dim) / 8);
-    uint32_t *up = (uint32_t *)wbase, *lo = up + KVQ_RT_WLIST;          /* (KVQ_RT_WLIST) each */
-    uint16_t *st = (uint16_t *)(wbase + 2 * KVQ_RT_WLIST);              /* (kv_dim) */
+    uint32_t *up = (uint32_t *)wsm + warp * (kvq_wsmem_values(g.kv_dim) / 4), *lo = up + KVQ_RT_WLIST;   /* (KVQ_RT_WLIST) */
+    uint32_t *scr = lo + KVQ_RT_WLIST;                                                                       /* (16) */
+    uint16_t *st = (uint16_t *)(scr + 16);                                                                   /* (kv_dim) */
     uint32_t seq = tok_seq[tok], pos = tok_pos[tok];
     bool sink = pos < g.n_sink;
     uint16_t *sink_row = sink ? g.v_sink + ((size_t)seq * g.n_sink + pos) * g.kv_dim : NULL;
@@ -378,12 +404,25 @@ kvq_wvalues(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_
         float z = kvq_h(__fmul_rn(0.5f, __fadd_rn(hi, lw))), r = kvq_h(__fmul_rn(0.5f, __fsub_rn(hi, lw)));
         if (r == 0.0f) r = 1.0f;
         if (lane == 0) scales[grp] = (uint32_t)kvq_hbits(z) | (uint32_t)kvq_hbits(r) << 16;
+        float y = kvq_wrcp(r);
+        bool rtame = kvq_wtame(r);
         for (uint32_t h = h0; h < h1; h++) {
             uint32_t u[S], code[S];
+            float x[S];
+            bool slow = false;
             kvq_wload<S>(st, h * D + kb, u);
 #pragma unroll
-            for (int e = 0; e < S; e++) code[e] = kvq_wcode<BITS>(L.mid_v, __fdiv_rn(__fsub_rn(kvq_hf(u[e]), z), r));
-            kvq_wstore_codes<BITS, S>(code, codes + ((size_t)h * g.page_tokens + t.slot) * (S * BITS));
+            for (int e = 0; e < S; e++) {
+                float a = __fsub_rn(kvq_hf(u[e]), z);
+                x[e] = kvq_wdiv(a, r, y);
+                slow |= !rtame || !kvq_wtame(a);
+            }
+            if (slow)
+#pragma unroll
+                for (int e = 0; e < S; e++) x[e] = __fdiv_rn(__fsub_rn(kvq_hf(u[e]), z), r);
+#pragma unroll
+            for (int e = 0; e < S; e++) code[e] = kvq_wcode<BITS>(L.mid_v, x[e]);
+            kvq_wstore_codes<BITS, S>(code, scr, codes + ((size_t)h * g.page_tokens + t.slot) * (S * BITS));
         }
         base += kvq_wemit(up, nu, lo, nl, out, base, offs, D, H, h0 * D, h1 * D, [&](uint32_t c) {
             float v = kvq_hf(st[c]);
@@ -448,17 +487,16 @@ static const kvq_wkernel kvq_wvalues_of[3][2] = {{kvq_wvalues<2, 2>, kvq_wvalues
 static kvq_status kvq_append_warps(kvq_rt_cache *c, uint32_t layer, const kvq_rt_geom &g, const void *d_k,
                                    const void *d_v, int bf16, uint32_t *nk, uint32_t *nv, char *why, size_t why_len) {
     const kvq_rt_layer &L = c->layers[layer];
-    size_t smem = KVQ_RT_WARPS * kvq_wsmem_warp(g.kv_dim);
+    size_t ksmem = KVQ_RT_WARPS * kvq_wsmem_keys(), vsmem = KVQ_RT_WARPS * kvq_wsmem_values(g.kv_dim);
     uint32_t grid = (c->n_step + KVQ_RT_WARPS - 1) / KVQ_RT_WARPS, *kredo = c->d_redo, *vredo = c->d_redo + 1 + c->step_cap;
     kvq_wkernel wk = kvq_wkeys_of[L.bits - 2][g.head_dim == 128], wv = kvq_wvalues_of[L.bits - 2][g.head_dim == 128];
-    KVQ_CU(cudaFuncSetAttribute((const void *)wk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    KVQ_CU(cudaFuncSetAttribute((const void *)wv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    KVQ_CU(cudaFuncSetAttribute((const void *)wv, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)vsmem));
     KVQ_CU(cudaMemset(kredo, 0, sizeof(uint32_t)));
     KVQ_CU(cudaMemset(vredo, 0, sizeof(uint32_t)));
-    wk<<<grid, KVQ_RT_WARPS * 32, smem>>>(L, g, (const uint16_t *)d_k, bf16, c->d_tok_seq, c->d_tok_pos, c->n_step,
+    wk<<<grid, KVQ_RT_WARPS * 32, ksmem>>>(L, g, (const uint16_t *)d_k, bf16, c->d_tok_seq, c->d_tok_pos, c->n_step,
                                           kredo, c->d_flag);
     KVQ_CU(cudaGetLastError());
-    wv<<<grid, KVQ_RT_WARPS * 32, smem>>>(L, g, (const uint16_t *)d_v, bf16, c->d_tok_seq, c->d_tok_pos, c->n_step,
+    wv<<<grid, KVQ_RT_WARPS * 32, vsmem>>>(L, g, (const uint16_t *)d_v, bf16, c->d_tok_seq, c->d_tok_pos, c->n_step,
                                           vredo, c->d_flag);
     KVQ_CU(cudaGetLastError());
     KVQ_CU(cudaMemcpy(nk, kredo, sizeof(uint32_t), cudaMemcpyDeviceToHost));

@@ -20,8 +20,14 @@ __device__ static inline uint32_t kvq_lane(void) { return threadIdx.x & 31; }
 template <int S>
 __device__ static inline uint32_t kvq_wchan0(uint32_t k) { return k < 16 ? S * k : S * 16 + S * (k - 16); }
 
+/* fp16 bits of h(x) for an input element (fp16 bits, or bf16 bits when bf16). */
+__device__ static inline uint32_t kvq_win(uint32_t u, int bf16) {
+    return bf16 ? __half_as_ushort(__float2half_rn(__uint_as_float(u << 16))) : u;
+}
+__device__ static inline bool kvq_hbad(uint32_t u) { return (u & 0x7C00u) == 0x7C00u; }   /* Inf or NaN */
+
 /* Stage a row of n fp16/bf16 elements (n % 8 == 0, 16-byte aligned) as the fp16 bits of h(x) in st
- * (and in sink when not NULL). Returns, on every lane, whether any element is not finite. */
+ * and/or sink (either may be NULL). Returns, on every lane, whether any element is not finite. */
 __device__ static inline bool kvq_wstage(const uint16_t *row, int bf16, uint32_t n, uint16_t *st, uint16_t *sink) {
     bool bad = false;
     for (uint32_t q = kvq_lane(); q < n / 8; q += 32) {
@@ -29,22 +35,18 @@ __device__ static inline bool kvq_wstage(const uint16_t *row, int bf16, uint32_t
         uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            uint32_t lo = w[i] & 0xFFFFu, hi = w[i] >> 16;
-            if (bf16) {
-                lo = __half_as_ushort(__float2half_rn(__uint_as_float(lo << 16)));
-                hi = __half_as_ushort(__float2half_rn(__uint_as_float(hi << 16)));
-            }
-            bad |= (lo & 0x7C00u) == 0x7C00u || (hi & 0x7C00u) == 0x7C00u;
+            uint32_t lo = kvq_win(w[i] & 0xFFFFu, bf16), hi = kvq_win(w[i] >> 16, bf16);
+            bad |= kvq_hbad(lo) || kvq_hbad(hi);
             w[i] = lo | hi << 16;
         }
         uint4 o = make_uint4(w[0], w[1], w[2], w[3]);
-        ((uint4 *)st)[q] = o;
+        if (st) ((uint4 *)st)[q] = o;
         if (sink) ((uint4 *)sink)[q] = o;
     }
     return __any_sync(KVQ_FULL, bad);
 }
 
-/* This lane's S staged fp16 values (bits) at channels c0 .. c0+S-1 (c0 % S == 0). */
+/* This lane's S fp16 values (bits) at channels c0 .. c0+S-1 (c0 % S == 0) of a staged row. */
 template <int S>
 __device__ static inline void kvq_wload(const uint16_t *st, uint32_t c0, uint32_t (&u)[S]) {
     if constexpr (S == 4) {
@@ -54,6 +56,19 @@ __device__ static inline void kvq_wload(const uint16_t *st, uint32_t c0, uint32_
         uint32_t v = *(const uint32_t *)(st + c0);
         u[0] = v & 0xFFFFu; u[1] = v >> 16;
     }
+}
+/* The same from an input row in global memory (read once: streaming loads), as fp16 bits of h(x). */
+template <int S>
+__device__ static inline void kvq_wload_in(const uint16_t *row, uint32_t c0, int bf16, uint32_t (&u)[S]) {
+    if constexpr (S == 4) {
+        uint2 v = __ldcs((const uint2 *)(row + c0));
+        u[0] = v.x & 0xFFFFu; u[1] = v.x >> 16; u[2] = v.y & 0xFFFFu; u[3] = v.y >> 16;
+    } else {
+        uint32_t v = __ldcs((const unsigned int *)(row + c0));
+        u[0] = v & 0xFFFFu; u[1] = v >> 16;
+    }
+#pragma unroll
+    for (int e = 0; e < S; e++) u[e] = kvq_win(u[e], bf16);
 }
 template <int S>
 __device__ static inline void kvq_wloadf(const float *p, float (&f)[S]) {
@@ -73,36 +88,76 @@ __device__ static inline uint32_t kvq_hkey(uint32_t u) {
     return (u & 0x8000u) ? 0x8000u - mag : 0x8000u + mag;
 }
 
-/* code(x) = number of midpoints below x (docs/quantization.md §1), 2^BITS - 1 midpoints. */
+/* code(x) = number of midpoints below x (docs/quantization.md §1) over the 2^BITS - 1 ascending
+ * midpoints, as a branch-free binary search: level l compares x with mid[c + 2^(BITS-1-l) - 1],
+ * picked among the level's candidates by the comparisons already made. */
 template <int BITS>
 __device__ static inline uint32_t kvq_wcode(const float *mid, float x) {
+    bool p[BITS];
     uint32_t c = 0;
 #pragma unroll
-    for (int i = 0; i < (1 << BITS) - 1; i++) c += mid[i] < x;
+    for (int l = 0; l < BITS; l++) {
+        float v[1 << (BITS - 1)];
+#pragma unroll
+        for (int i = 0; i < (1 << l); i++) v[i] = mid[(i << (BITS - l)) + (1 << (BITS - 1 - l)) - 1];
+#pragma unroll
+        for (int b = 0, n = 1 << l; b < l; b++) {     /* fold by the decided bits, lowest first */
+            n >>= 1;
+#pragma unroll
+            for (int j = 0; j < n; j++) v[j] = p[l - 1 - b] ? v[2 * j + 1] : v[2 * j];
+        }
+        p[l] = v[0] < x;
+        c |= (uint32_t)p[l] << (BITS - 1 - l);
+    }
     return c;
 }
 
-/* Word j of a segment whose code k is lane k's `code`: warp OR of the lanes' bits in it. */
-template <int BITS>
-__device__ static inline uint32_t kvq_wpack(uint32_t code, uint32_t j) {
-    uint32_t p = kvq_lane() * BITS, lo = p >> 5, sh = p & 31, v = 0;
-    if (lo == j) v = code << sh;
-    else if (lo + 1 == j && sh + BITS > 32) v = code >> (32 - sh);
-    return __reduce_or_sync(KVQ_FULL, v);
+/* IEEE division a / b, bit for bit, without a branch: the fast path of the compiler's div.rn.f32
+ * (reciprocal estimate, one Newton step, one correction: y = kvq_wrcp(b), q = kvq_wdiv(a, b, y)),
+ * which is correctly rounded whenever the operands pass its range check; kvq_wtame() holds on a
+ * subset of that range (magnitudes in [2^-40, 2^40]). Outside it, divide with __fdiv_rn. */
+__device__ static inline float kvq_wrcp(float b) {
+    float r0;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r0) : "f"(b));
+    return __fmaf_rn(r0, __fmaf_rn(-b, r0, 1.0f), r0);
+}
+__device__ static inline float kvq_wdiv(float a, float b, float y) {
+    float q0 = __fmul_rn(a, y);
+    return __fmaf_rn(y, __fmaf_rn(-b, q0, a), q0);
+}
+__device__ static inline bool kvq_wtame(float a) {
+    float m = fabsf(a);
+    return m >= 0x1p-40f && m <= 0x1p40f;
 }
 
-/* Pack and store one token-head's S*BITS code words (code[e] of lane k = code k of segment e). */
+/* x << n and x >> n with PTX semantics: shift amounts of 32 and more (as unsigned) give 0. */
+__device__ static inline uint32_t kvq_shl(uint32_t x, uint32_t n) {
+    uint32_t r;
+    asm("shl.b32 %0, %1, %2;" : "=r"(r) : "r"(x), "r"(n));
+    return r;
+}
+__device__ static inline uint32_t kvq_shr(uint32_t x, uint32_t n) {
+    uint32_t r;
+    asm("shr.b32 %0, %1, %2;" : "=r"(r) : "r"(x), "r"(n));
+    return r;
+}
+
+/* Pack and store one token-head's S*BITS code words (code[e] of lane k = code k of segment e, at
+ * bits [k*BITS, k*BITS+BITS) of the segment's words): each word is a warp OR of the lanes' shifted
+ * codes; lane 0 parks the words in the warp's scratch scr (16 words), lane w stores word w. */
 template <int BITS, int S>
-__device__ static inline void kvq_wstore_codes(const uint32_t (&code)[S], uint32_t *dst /* (S*BITS) */) {
-    uint32_t mine = 0;
+__device__ static inline void kvq_wstore_codes(const uint32_t (&code)[S], uint32_t *scr, uint32_t *dst /* (S*BITS) */) {
+    uint32_t p = kvq_lane() * BITS;
 #pragma unroll
     for (int e = 0; e < S; e++)
 #pragma unroll
         for (int j = 0; j < BITS; j++) {
-            uint32_t w = kvq_wpack<BITS>(code[e], j);
-            if (kvq_lane() == (uint32_t)(e * BITS + j)) mine = w;
+            uint32_t w = __reduce_or_sync(KVQ_FULL, kvq_shl(code[e], p - 32 * j) | kvq_shr(code[e], 32 * j - p));
+            if (kvq_lane() == 0) scr[e * BITS + j] = w;
         }
-    if (kvq_lane() < (uint32_t)(S * BITS)) dst[kvq_lane()] = mine;
+    __syncwarp();
+    if (kvq_lane() < (uint32_t)(S * BITS)) dst[kvq_lane()] = scr[kvq_lane()];
+    __syncwarp();
 }
 
 /* Candidate lists hold distinct composites (order key high, channel complement low): the larger
