@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "capture_pipe.h"
 #include "engine_backend.h"
 #include "kvq_model.h"
 #include "rng.h"
@@ -25,6 +26,7 @@ void kvq_capture_opts_init(kvq_capture_opts *o) {
     o->seq_len = 2048;
     o->fisher = 1;
     o->dtype = KVQ_CAPTURE_F32;
+    o->overlap = 1;
 }
 
 kvq_status kvq_capture_windows(uint64_t n_tokens, uint32_t seq_len, uint32_t samples, uint64_t seed,
@@ -86,16 +88,21 @@ typedef struct run {
     const kvq_engine_backend *be;
     void *eng;                  /* be's engine */
     kvq_capture_writer *w;
-    float *fk, *fv;             /* (seq_len, kv_dim) squared gradients */
+    kvq_capture_pipe *pipe;     /* owns w while it runs (capture_pipe.h) */
+    int overlap;                /* windows written while the next one computes */
+    int copy;                   /* overlap without be->select: results copied into own */
+    float *own;                 /* (n_captured, 4, seq_len, kv_dim) the copies, when copy */
+    const float **ptrs[2];      /* (n_captured, 4) per job in flight: the tensors it writes */
     kvq_capture_meta meta;
 } run;
 
 static void run_free(run *r) {
+    kvq_capture_pipe_stop(r->pipe);
     kvq_capture_close(r->w, NULL, 0);
     if (r->be) r->be->free(r->eng);
     kvq_tokenizer_free(r->tok);
     kvq_model_free(&r->model);
-    free(r->ids); free(r->starts); free(r->fk); free(r->fv);
+    free(r->ids); free(r->starts); free(r->own); free(r->ptrs[0]); free(r->ptrs[1]);
 }
 
 /* Model, tokenizer, text, windows and the file's metadata. */
@@ -166,36 +173,120 @@ static kvq_status open_output(run *r, const kvq_capture_opts *o, uint32_t *done,
     return st;
 }
 
-static void square(float *out, const float *g, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = g[i] * g[i];
+/* Buffers and the writer pipe. With overlap, the engine's next window must not overwrite the
+ * arrays the writer reads: a backend with `select` alternates between two result sets (the second
+ * allocated here, so a shortage shows before any work), any other gets its results copied into
+ * `own` once the writer is done with the previous window. */
+static kvq_status setup_writing(run *r, const kvq_capture_opts *o, kvq_capture_result *res, char *why,
+                                size_t why_len) {
+    const kvq_capture_meta *m = &r->meta;
+    size_t kv = (size_t)m->model.n_kv_heads * m->model.head_dim, n = (size_t)m->seq_len * kv;
+    size_t nt = m->fisher ? 4 : 2, bytes = 0;
+    r->overlap = o->overlap != 0;
+    r->copy = r->overlap && !r->be->select;
+    for (int i = 0; i < 2; i++)
+        if (!(r->ptrs[i] = calloc((size_t)m->n_captured * 4, sizeof *r->ptrs[i]))) {
+            snprintf(why, why_len, "out of memory");
+            return KVQ_ERR_NOMEM;
+        }
+    uint32_t held = r->copy ? m->n_captured : (uint32_t)r->model.cfg.n_layers;  /* select: the engine's set */
+    if (r->overlap && (__builtin_mul_overflow(n, nt * sizeof(float), &bytes) ||
+                       __builtin_mul_overflow(bytes, (size_t)held, &bytes))) {
+        snprintf(why, why_len, "second window buffer size overflows");
+        return KVQ_ERR_OVERFLOW;
+    }
+    kvq_status st = KVQ_OK;
+    if (r->copy && !(r->own = malloc(bytes))) {
+        snprintf(why, why_len, "cannot allocate %zu bytes of host memory for the second window buffer "
+                 "of the overlapped write (overlap = 0 needs none)", bytes);
+        st = KVQ_ERR_NOMEM;
+    } else if (r->overlap && !r->copy) {
+        st = r->be->select(r->eng, 1, why, why_len);
+        if (!st) st = r->be->select(r->eng, 0, why, why_len);
+        size_t len = why_len ? strlen(why) : 0;
+        if (st == KVQ_ERR_NOMEM && len + 1 < why_len)
+            snprintf(why + len, why_len - len, " (the overlapped write's second window buffer; overlap = 0 needs none)");
+    }
+    if (st) return st;
+    res->overlap_bytes = r->overlap ? bytes : 0;
+    return kvq_capture_pipe_start(&r->pipe, r->w, m->n_captured, m->seq_len, (uint32_t)kv, r->overlap,
+                                  m->fisher && !r->be->grads_squared, why, why_len);
 }
 
-/* One window: forward (+ backward), then every captured layer into the file, then commit. */
-static kvq_status one_sample(run *r, uint32_t s, double *loss, char *why, size_t why_len) {
-    const kvq_capture_meta *m = &r->meta;
-    size_t n = (size_t)m->seq_len * m->model.n_kv_heads * m->model.head_dim;
-    kvq_status st = r->be->run(r->eng, r->ids + r->starts[s], m->fisher, loss, why, why_len);
+/* Window s through the engine (into result set s % 2 with select); *loss its mean NLL. */
+static kvq_status compute(run *r, uint32_t s, double *loss, char *why, size_t why_len) {
+    kvq_status st = r->overlap && r->be->select ? r->be->select(r->eng, (int)(s & 1), why, why_len) : KVQ_OK;
+    if (!st) st = r->be->run(r->eng, r->ids + r->starts[s], r->meta.fisher, loss, why, why_len);
     if (!st && !isfinite(*loss)) {
         snprintf(why, why_len, "loss of sample %u (window start %llu) is %g", s, (unsigned long long)r->starts[s], *loss);
         return KVQ_ERR_NONFINITE;
     }
-    if (!st) st = kvq_capture_begin(r->w, r->starts[s], m->seq_len, why, why_len);
-    for (uint32_t slot = 0; slot < m->n_captured && !st; slot++) {
+    return st;
+}
+
+/* The writer's job for window s: the engine's arrays of every captured layer, or their copies. */
+static void stage(run *r, uint32_t s, kvq_capture_job *job) {
+    const kvq_capture_meta *m = &r->meta;
+    size_t n = (size_t)m->seq_len * m->model.n_kv_heads * m->model.head_dim, nt = m->fisher ? 4 : 2;
+    const float **p = r->ptrs[s & 1];
+    for (uint32_t slot = 0; slot < m->n_captured; slot++) {
         int layer = (int)m->layers[slot];
-        const float *fk = NULL, *fv = NULL;
-        if (m->fisher && r->be->grads_squared) {
-            fk = r->be->k_grad(r->eng, layer);
-            fv = r->be->v_grad(r->eng, layer);
-        } else if (m->fisher) {
-            square(r->fk, r->be->k_grad(r->eng, layer), n);
-            square(r->fv, r->be->v_grad(r->eng, layer), n);
-            fk = r->fk;
-            fv = r->fv;
+        const float *src[4] = {r->be->k_pre_rope(r->eng, layer), r->be->v(r->eng, layer),
+                               m->fisher ? r->be->k_grad(r->eng, layer) : NULL,
+                               m->fisher ? r->be->v_grad(r->eng, layer) : NULL};
+        for (size_t t = 0; t < nt; t++) {
+            p[slot * 4 + t] = src[t];
+            if (r->copy) {
+                float *dst = r->own + ((size_t)slot * nt + t) * n;
+                memcpy(dst, src[t], n * sizeof *dst);
+                p[slot * 4 + t] = dst;
+            }
         }
-        st = kvq_capture_put_layer(r->w, slot, r->be->k_pre_rope(r->eng, layer), r->be->v(r->eng, layer), fk, fv,
-                                   why, why_len);
     }
-    return st ? st : kvq_capture_commit(r->w, why, why_len);
+    job->window_start = r->starts[s];
+    job->tensors = p;
+    job->square = m->fisher && !r->be->grads_squared;
+}
+
+typedef struct loop_state {
+    double t0, engine_s, loss_sum, loss_in_flight;
+    uint32_t committed;         /* by this run */
+} loop_state;
+
+/* Wait for the window in flight; once committed, count it and report progress. */
+static kvq_status settle(run *r, const kvq_capture_opts *o, uint32_t done, loop_state *ls, char *why,
+                         size_t why_len) {
+    int had = 0;
+    kvq_status st = kvq_capture_pipe_wait(r->pipe, &had, why, why_len);
+    if (st || !had) return st;
+    ls->loss_sum += ls->loss_in_flight;
+    ls->committed++;
+    if (o->progress)
+        o->progress(o->progress_user, done + ls->committed, o->samples, ls->loss_in_flight, now_s() - ls->t0);
+    return KVQ_OK;
+}
+
+/* Windows done..samples-1: compute window s while the pipe writes window s-1 (overlap), or
+ * compute then write (serial). The file gets the same calls in the same order either way. A
+ * writer error wins over an engine error of the next window: in file order it came first. */
+static kvq_status capture_loop(run *r, const kvq_capture_opts *o, uint32_t done, loop_state *ls, char *why,
+                               size_t why_len) {
+    kvq_status st = KVQ_OK;
+    for (uint32_t s = done; s < o->samples && !st; s++) {
+        double loss = 0, t = now_s();
+        st = compute(r, s, &loss, why, why_len);
+        ls->engine_s += now_s() - t;
+        kvq_status wst = settle(r, o, done, ls, why, why_len);
+        if (wst) return wst;
+        if (st) break;
+        kvq_capture_job job;
+        stage(r, s, &job);
+        ls->loss_in_flight = loss;
+        kvq_capture_pipe_submit(r->pipe, &job);
+        if (!r->overlap) st = settle(r, o, done, ls, why, why_len);
+    }
+    kvq_status wst = settle(r, o, done, ls, why, why_len);
+    return st ? st : wst;
 }
 
 kvq_status kvq_capture_run(const kvq_capture_opts *o, kvq_capture_result *res, char *why, size_t why_len) {
@@ -218,27 +309,18 @@ kvq_status kvq_capture_run(const kvq_capture_opts *o, kvq_capture_result *res, c
         if (!strcmp(r.be->name, "cpu")) res->engine_bytes = kvq_engine_activation_bytes(&r.model.cfg, &eo);
         st = r.be->init(&r.eng, &r.model, (int)o->seq_len, r.meta.fisher, why, why_len);
     }
-    size_t n = (size_t)o->seq_len * r.meta.model.n_kv_heads * r.meta.model.head_dim;
-    if (!st && r.meta.fisher && !r.be->grads_squared) {
-        r.fk = malloc(n * sizeof *r.fk);
-        r.fv = malloc(n * sizeof *r.fv);
-        if (!r.fk || !r.fv) st = KVQ_ERR_NOMEM;
-    }
+    if (!st) st = setup_writing(&r, o, res, why, why_len);
     res->samples_resumed = done;
-    double t0 = now_s(), loss_sum = 0;
+    loop_state ls = {.t0 = now_s()};
     if (!st && o->progress) o->progress(o->progress_user, done, o->samples, NAN, 0);
-    for (uint32_t s = done; s < o->samples && !st; s++) {
-        double loss = 0;
-        st = one_sample(&r, s, &loss, why, why_len);
-        if (st) break;
-        loss_sum += loss;
-        if (o->progress) o->progress(o->progress_user, s + 1, o->samples, loss, now_s() - t0);
-    }
+    if (!st) st = capture_loop(&r, o, done, &ls, why, why_len);
+    kvq_capture_pipe_stop(r.pipe);   /* the writer (and HDF5) is this thread's again */
+    r.pipe = NULL;
     res->samples_total = kvq_capture_writer_samples(r.w);
-    res->seconds = now_s() - t0;
-    uint32_t fresh = res->samples_total > done ? res->samples_total - done : 0;
-    if (fresh) res->mean_loss = loss_sum / fresh;
-    res->tokens_per_s = res->seconds > 0 ? (double)fresh * o->seq_len / res->seconds : 0;
+    res->seconds = now_s() - ls.t0;
+    res->engine_seconds = ls.engine_s;
+    if (ls.committed) res->mean_loss = ls.loss_sum / ls.committed;
+    res->tokens_per_s = res->seconds > 0 ? (double)ls.committed * o->seq_len / res->seconds : 0;
     kvq_status cst = kvq_capture_close(r.w, st ? NULL : why, why_len);
     r.w = NULL;
     if (!st) st = cst;

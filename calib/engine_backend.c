@@ -26,7 +26,7 @@ static const float *cpu_v(void *eng, int l) { return kvq_engine_v(eng, l); }
 static const float *cpu_dk(void *eng, int l) { return kvq_engine_k_pre_rope_grad(eng, l); }
 static const float *cpu_dv(void *eng, int l) { return kvq_engine_v_grad(eng, l); }
 
-static const kvq_engine_backend cpu_backend = {"cpu", cpu_init, cpu_free, cpu_run, cpu_k, cpu_v, cpu_dk, cpu_dv, 0};
+static const kvq_engine_backend cpu_backend = {"cpu", cpu_init, cpu_free, cpu_run, cpu_k, cpu_v, cpu_dk, cpu_dv, 0, NULL};
 
 kvq_status kvq_engine_backend_get(const char *name, const kvq_engine_backend **out, char *why, size_t why_len) {
     *out = NULL;

@@ -2,7 +2,8 @@
  * functions: "cpu" (calib/engine.h, always there) and, in a CUDA-enabled build (build/kvq-cuda
  * from `make cuda`), "cuda" (the GPU engine in fp32 math, kernels/kvq_engine_cuda.h) and
  * "cuda-bf16" (its tensor-core bf16 math). One window at a time; per-layer results are host
- * arrays valid until the next run. Not an engine itself. */
+ * arrays valid until the next run (with `select`: the next run into the same result set). Not an
+ * engine itself. */
 #ifndef KVQ_ENGINE_BACKEND_H
 #define KVQ_ENGINE_BACKEND_H
 
@@ -29,6 +30,12 @@ typedef struct kvq_engine_backend {
     const float *(*k_grad)(void *eng, int layer);
     const float *(*v_grad)(void *eng, int layer);
     int grads_squared;          /* 1: k_grad/v_grad already hold the squared gradients (Fisher) */
+    /* Optional (NULL: one set, results valid until the next run). Make the following runs write
+     * their host results into result set `set` (0 or 1; the accessors then return that set's
+     * arrays) and leave the other set untouched, so another thread may read the previous window
+     * while the next one computes. Set 1 is allocated on its first selection (KVQ_ERR_NOMEM with
+     * the byte count). Call it before a run, never between a run and reading its results. */
+    kvq_status (*select)(void *eng, int set, char *why, size_t why_len);
 } kvq_engine_backend;
 
 /* The backend called `name` ("cpu", "cuda", "cuda-bf16"). KVQ_ERR_UNSUPPORTED with a message when

@@ -1,7 +1,8 @@
 // engine_cuda_backend.cu — the "cuda" (fp32 math) and "cuda-bf16" backends of
 // calib/engine_backend.h over the GPU engine (kvq_engine_cuda.h): one window per run, Fisher
-// squared on the GPU before the copy to host. Linked explicitly into build/kvq-cuda, which is what
-// makes calib/engine_backend.c's weak references non-NULL.
+// squared on the GPU before the copy to host, two pinned host result sets for the capture loop's
+// overlapped file write (select = kvq_gpu_engine_select_host). Linked explicitly into
+// build/kvq-cuda, which is what makes calib/engine_backend.c's weak references non-NULL.
 #include "engine_backend.h"
 #include "kvq_engine_cuda.h"
 
@@ -28,9 +29,13 @@ const float *gk(void *eng, int l) { return kvq_gpu_engine_k_pre_rope((kvq_gpu_en
 const float *gv(void *eng, int l) { return kvq_gpu_engine_v((kvq_gpu_engine *)eng, l); }
 const float *gdk(void *eng, int l) { return kvq_gpu_engine_k_pre_rope_grad((kvq_gpu_engine *)eng, l); }
 const float *gdv(void *eng, int l) { return kvq_gpu_engine_v_grad((kvq_gpu_engine *)eng, l); }
+kvq_status gselect(void *eng, int set, char *why, size_t why_len) {
+    return kvq_gpu_engine_select_host((kvq_gpu_engine *)eng, set, why, why_len);
+}
 
 }  // namespace
 
-extern "C" const kvq_engine_backend kvq_engine_backend_cuda = {"cuda", init_fp32, gfree, grun, gk, gv, gdk, gdv, 1};
+extern "C" const kvq_engine_backend kvq_engine_backend_cuda = {"cuda", init_fp32, gfree, grun, gk, gv, gdk, gdv, 1,
+                                                                gselect};
 extern "C" const kvq_engine_backend kvq_engine_backend_cuda_bf16 = {"cuda-bf16", init_bf16, gfree, grun, gk, gv, gdk,
-                                                                     gdv, 1};
+                                                                     gdv, 1, gselect};

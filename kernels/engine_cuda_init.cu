@@ -213,6 +213,31 @@ kvq_status alloc_host(float **p, size_t n, char *why, size_t why_len) {
     return KVQ_OK;
 }
 
+// Host result set `set`: k and v, and with backward dk and dv, each (L, B, T, KVD) pinned floats.
+// On failure the set's arrays allocated so far are freed again.
+kvq_status alloc_set(kvq_gpu_engine *e, int set, char *why, size_t why_len) {
+    size_t per = (size_t)e->L * e->B * e->T * e->KVD;
+    int nt = e->opts.backward ? 4 : 2;
+    for (int t = 0; t < nt; t++) {
+        kvq_status st = alloc_host(&e->h_set[set][t], per, why, why_len);
+        if (!st) continue;
+        for (int u = 0; u < t; u++) {
+            cudaFreeHost(e->h_set[set][u]);
+            e->h_set[set][u] = NULL;
+        }
+        snprintf(why, why_len, "cannot allocate %zu bytes of pinned host memory for result set %d", per * 4 * nt, set);
+        return st;
+    }
+    return KVQ_OK;
+}
+
+void use_set(kvq_gpu_engine *e, int set) {
+    e->h_k = e->h_set[set][0];
+    e->h_v = e->h_set[set][1];
+    e->h_dk = e->h_set[set][2];
+    e->h_dv = e->h_set[set][3];
+}
+
 kvq_status setup(kvq_gpu_engine *e, const kvq_model *m, char *why, size_t why_len) {
     int n_dev = 0;
     if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev < 1 || e->opts.device < 0 || e->opts.device >= n_dev) {
@@ -254,20 +279,14 @@ kvq_status setup(kvq_gpu_engine *e, const kvq_model *m, char *why, size_t why_le
     free(inv);
     free(tab);
     if (st) return st;
-    size_t N = (size_t)e->B * e->T, per = (size_t)e->L * N * e->KVD;
+    size_t N = (size_t)e->B * e->T;
     if (cudaMallocHost((void **)&e->h_nll, N * 4) != cudaSuccess ||
         cudaMallocHost((void **)&e->h_tok, N * 4) != cudaSuccess) {
         snprintf(why, why_len, "cannot allocate pinned host memory");
         return KVQ_ERR_NOMEM;
     }
-    if (e->opts.copy_back) {
-        KVQ_TRY(alloc_host(&e->h_k, per, why, why_len));
-        KVQ_TRY(alloc_host(&e->h_v, per, why, why_len));
-        if (e->opts.backward) {
-            KVQ_TRY(alloc_host(&e->h_dk, per, why, why_len));
-            KVQ_TRY(alloc_host(&e->h_dv, per, why, why_len));
-        }
-    }
+    if (e->opts.copy_back) KVQ_TRY(alloc_set(e, 0, why, why_len));
+    use_set(e, 0);
     return KVQ_OK;
 }
 
@@ -315,11 +334,24 @@ extern "C" void kvq_gpu_engine_free(kvq_gpu_engine *e) {
     if (e->cs) cudaStreamDestroy(e->cs);
     cudaFree(e->weights);
     cudaFree(e->work);
-    float *host[] = {e->h_k, e->h_v, e->h_dk, e->h_dv, e->h_nll, (float *)e->h_tok};
-    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
-        if (host[i]) cudaFreeHost(host[i]);
+    for (int set = 0; set < 2; set++)
+        for (int t = 0; t < 4; t++)
+            if (e->h_set[set][t]) cudaFreeHost(e->h_set[set][t]);
+    if (e->h_nll) cudaFreeHost(e->h_nll);
+    if (e->h_tok) cudaFreeHost(e->h_tok);
     free(e->layers);
     free(e);
+}
+
+extern "C" kvq_status kvq_gpu_engine_select_host(kvq_gpu_engine *e, int set, char *why, size_t why_len) {
+    if (!e || !e->opts.copy_back || set < 0 || set > 1) {
+        snprintf(why, why_len, "select_host: set %d of an engine %s", set,
+                 !e ? "that is NULL" : e->opts.copy_back ? "with sets 0 and 1" : "without copy_back");
+        return KVQ_ERR_ARG;
+    }
+    if (!e->h_set[set][0]) KVQ_TRY(alloc_set(e, set, why, why_len));
+    use_set(e, set);
+    return KVQ_OK;
 }
 
 extern "C" void kvq_gpu_engine_get_info(const kvq_gpu_engine *e, kvq_gpu_engine_info *info) {

@@ -78,7 +78,8 @@ struct kvq_gpu_engine {
     gpu_acts a;
     void *work;                 // one device allocation for gpu_acts
     size_t work_bytes;
-    float *h_k, *h_v, *h_dk, *h_dv;     // pinned (L, B, T, KVD) or NULL
+    float *h_k, *h_v, *h_dk, *h_dv;     // the selected set's pinned (L, B, T, KVD) arrays, or NULL
+    float *h_set[2][4];                 // owned: per result set, k, v, dk, dv (set 1 on first select)
     float *h_nll;                       // pinned (B, T)
     int32_t *h_tok;                     // pinned (B, T) tokens then targets staging
     cudaStream_t s, cs;                 // compute and copy streams

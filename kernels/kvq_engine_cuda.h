@@ -6,7 +6,8 @@
  * hidden state is kept through the forward pass, the backward pass recomputes one layer at a time,
  * and attention runs in query chunks so no (T x T x heads) matrix exists whole (docs/engine-gpu.md,
  * with the byte formula of kvq_gpu_engine_device_bytes). Per-layer K, V and gradients are copied to
- * pinned host memory on a second stream while the next layer computes.
+ * pinned host memory on a second stream while the next layer computes, into one of two host result
+ * sets (kvq_gpu_engine_select_host) so the caller can consume one window while the next runs.
  * Not here: hooks (quantized-KV simulation stays on the CPU engine), weight gradients, decoding.
  * Plain C interface: includable without CUDA headers. */
 #ifndef KVQ_ENGINE_CUDA_H
@@ -66,8 +67,17 @@ kvq_status kvq_gpu_engine_forward(kvq_gpu_engine *e, const int32_t *tokens /* (n
  * when opts.fisher) for its windows; returns once they are on the host. */
 kvq_status kvq_gpu_engine_backward(kvq_gpu_engine *e, char *why, size_t why_len);
 
-/* Host results (pinned memory owned by the engine), same layouts as the CPU engine; NULL when the
- * engine does not copy them back or layer is out of range. */
+/* Make the following forward/backward calls copy their per-layer results into host result set
+ * `set` (0, the default, or 1) and leave the other set alone, so a caller can read (write to a
+ * file) the previous window while the next one computes. Set 1 — pinned, the size of set 0:
+ * L x B x T x kv_dim floats per tensor, 2 tensors, 4 with backward — is allocated on its first
+ * selection: KVQ_ERR_NOMEM with the byte count when it cannot be (set 0 stays selected).
+ * KVQ_ERR_ARG for another set or an engine without copy_back. Select before a forward call, not
+ * between forward and backward (K/V and gradients would land in different sets). */
+kvq_status kvq_gpu_engine_select_host(kvq_gpu_engine *e, int set, char *why, size_t why_len);
+
+/* Host results (pinned memory owned by the engine) of the selected set, same layouts as the CPU
+ * engine; NULL when the engine does not copy them back or layer is out of range. */
 const float *kvq_gpu_engine_nll(const kvq_gpu_engine *e);                       /* (B, T); [b][T-1] = 0 */
 const float *kvq_gpu_engine_k_pre_rope(const kvq_gpu_engine *e, int layer);     /* (B, T, kv_dim) */
 const float *kvq_gpu_engine_v(const kvq_gpu_engine *e, int layer);              /* (B, T, kv_dim) */

@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
         uint32_t p = tq0 + grp;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
-            uint32_t i = LPT * j + s;
+            uint32_t i = 16 * s + j;
             float f = invf[i], c, sn;
             kvq_rope_cs(p, f, &c, &sn);
             kvq_rope_cs(NGRP, f, &stc[j], &sts[j]);
@@ -271,9 +271,9 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
             for (int gq = 0; gq < GM; gq++) acc[gq] = 0.0f;
 #pragma unroll
             for (int j = 0; j < 16; j++) {
-                const uint32_t i = LPT * j + s;
-                float ka = lutk[i * SL + kvq_code_at<B>(kw, j)];
-                float kb = lutk[(i + HALF) * SL + kvq_code_at<B>(kw, j + 16)];
+                const uint32_t i = 16 * s + j;
+                float ka = lutk[i * SL + kvq_code_at<B>(kw, 2 * j)];
+                float kb = lutk[(i + HALF) * SL + kvq_code_at<B>(kw, 2 * j + 1)];
 #pragma unroll
                 for (int gq = 0; gq < GM; gq++) acc[gq] = fmaf(ka, qa[gq][j], fmaf(kb, qb[gq][j], acc[gq]));
             }

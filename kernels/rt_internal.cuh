@@ -103,17 +103,18 @@ static inline kvq_rt_geom kvq_rt_geom_of(const kvq_rt_cache *c, uint32_t layer) 
 /* ---- packed layout helpers (host and device) ---------------------------------------------- */
 /* Words of one token-head's codes: head_dim * bits / 32. Segment s (of head_dim/32) holds codes
  * k = 0..31 in `bits` consecutive words, code k at bits [k*bits, k*bits+bits) of the segment's
- * little-endian bit string. Code k of segment s is channel kvq_rt_seg_channel(k, s, head_dim). */
+ * little-endian bit string. The codes of a RoPE pair (i, i + head_dim/2) are neighbours: code k of
+ * segment s is channel 16*s + k/2, plus head_dim/2 when k is odd (kvq_rt_seg_channel). So the
+ * token-head's bit string is head_dim/2 fields of 2*bits bits, field i = code(i) | code(i+D/2) << bits. */
 __host__ __device__ static inline uint32_t kvq_rt_seg_channel(uint32_t k, uint32_t s, uint32_t hd) {
-    uint32_t lpt = hd / 32;
-    return k < 16 ? lpt * k + s : lpt * (k - 16) + s + hd / 2;
+    return 16 * s + k / 2 + (k & 1) * (hd / 2);
 }
 /* Inverse: segment and code index of channel i (0 <= i < head_dim). */
 __host__ __device__ static inline void kvq_rt_channel_seg(uint32_t i, uint32_t hd, uint32_t *s,
                                                           uint32_t *k) {
-    uint32_t lpt = hd / 32, half = hd / 2, j = i < half ? i : i - half;
-    *s = j % lpt;
-    *k = j / lpt + (i < half ? 0 : 16);
+    uint32_t half = hd / 2, j = i < half ? i : i - half;
+    *s = j / 16;
+    *k = 2 * (j % 16) + (i < half ? 0 : 1);
 }
 /* Code of channel i from the words of one token-head (bits b). */
 __host__ __device__ static inline uint32_t kvq_rt_get_code(const uint32_t *w, uint32_t i,

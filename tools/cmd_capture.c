@@ -16,7 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: kvq capture --model M --text FILE -o OUT.h5 [--samples N] [--seq-len N] [--seed N]\n"
             "                   [--no-fisher] [--layers 0,3-5] [--dtype f32|f16|bf16] [--compress LEVEL]\n"
-            "                   [--resume] [--tokenizer T] [--threads N] [--device D] [--json]\n"
+            "                   [--resume] [--tokenizer T] [--threads N] [--device D] [--no-overlap] [--json]\n"
             "       kvq capture --merge A.h5 B.h5 [...] -o OUT.h5\n\n"
             "Run the model over seeded windows of a calibration text and write, per layer and token,\n"
             "the keys before RoPE, the values, and their Fisher information (squared gradients of the\n"
@@ -38,6 +38,10 @@ static void usage(FILE *f) {
             "  --threads N       CPU threads (default: one per core; on a busy machine 1 can be faster)\n"
             "  --device D        cpu (default), cuda (GPU, fp32 math: the CPU's results) or cuda-bf16\n"
             "                    (tensor-core bf16 math); cuda needs build/kvq-cuda (`make cuda`)\n"
+            "  --no-overlap      compute, write, commit one window at a time. By default window i is\n"
+            "                    written while window i+1 computes, which holds a second window's\n"
+            "                    K, V and Fisher in host memory: captured layers x 4 x seq-len x\n"
+            "                    kv_dim x 4 bytes (4.3 GB for LLaMA-2-7B at 2048; pinned on a GPU)\n"
             "  --merge A B ...   concatenate captures of the same model and settings into OUT\n"
             "  --json            print one JSON summary on stdout\n"
             "  --help            this text\n");
@@ -121,6 +125,7 @@ static int parse_args(int argc, char **argv, cap_args *a) {
         if (!strcmp(opt, "--json")) { a->json = 1; continue; }
         if (!strcmp(opt, "--no-fisher")) { a->o.fisher = 0; continue; }
         if (!strcmp(opt, "--resume")) { a->o.resume = 1; continue; }
+        if (!strcmp(opt, "--no-overlap")) { a->o.overlap = 0; continue; }
         if (!strcmp(opt, "--merge")) {
             a->merge = 1;
             while (i + 1 < argc && argv[i + 1][0] != '-') {
@@ -200,6 +205,9 @@ static void print_summary(const cap_args *a, const kvq_capture_result *r) {
         kvq_jo_bool(&j, "fisher", o->fisher);
         kvq_jo_str(&j, "dtype", kvq_capture_dtype_name(o->dtype));
         kvq_jo_num(&j, "seconds", r->seconds);
+        kvq_jo_num(&j, "engine_seconds", r->engine_seconds);
+        kvq_jo_bool(&j, "overlap", o->overlap);
+        kvq_jo_int(&j, "overlap_bytes", (long long)r->overlap_bytes);
         kvq_jo_num(&j, "tokens_per_s", r->tokens_per_s);
         kvq_jo_num(&j, "mean_loss", r->mean_loss);
         kvq_jo_int(&j, "engine_bytes", (long long)r->engine_bytes);
@@ -208,10 +216,11 @@ static void print_summary(const cap_args *a, const kvq_capture_result *r) {
         kvq_jo_finish(&j);
         return;
     }
-    printf("captured %u x %u tokens (%u resumed) of %s%s -> %s: %.1f s, %.0f tokens/s, mean loss %.4f, "
-           "engine %.1f MiB, peak RSS %.0f MiB\n", r->samples_total, o->seq_len, r->samples_resumed,
-           o->model_path, o->fisher ? "" : " (no Fisher)", o->out_path, r->seconds, r->tokens_per_s,
-           r->mean_loss, (double)r->engine_bytes / 1048576.0, rss);
+    printf("captured %u x %u tokens (%u resumed) of %s%s -> %s: %.1f s (engine %.1f s, %s), %.0f tokens/s, "
+           "mean loss %.4f, engine %.1f MiB, second window buffer %.1f MiB, peak RSS %.0f MiB\n", r->samples_total,
+           o->seq_len, r->samples_resumed, o->model_path, o->fisher ? "" : " (no Fisher)", o->out_path, r->seconds,
+           r->engine_seconds, o->overlap ? "write overlapped" : "no overlap", r->tokens_per_s, r->mean_loss,
+           (double)r->engine_bytes / 1048576.0, (double)r->overlap_bytes / 1048576.0, rss);
 }
 
 int kvq_cmd_capture(int argc, char **argv) {
