@@ -240,7 +240,8 @@ __device__ static inline void kvq_handover(uint32_t *redo, uint32_t tok) {
     if (kvq_lane() == 0) redo[1 + atomicAdd(redo, 1u)] = tok;
 }
 
-/* x = (k - z) / r for this lane's S channels of one head (IEEE division, see kvq_wdiv). */
+/* x = (k - z) / r for this lane's S channels of one head (kz, kr at the head's first channel;
+ * IEEE division, see kvq_wdiv). */
 template <int S>
 __device__ static inline void kvq_wkeys_x(const uint32_t (&u)[S], const float *kz, const float *kr, float (&x)[S]) {
     float z[S], r[S];
@@ -275,14 +276,14 @@ kvq_wkeys(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_rt
         return;
     }
     kvq_rt_tok t = kvq_locate(g, L, seq, pos);
-    uint32_t H = g.n_kv_heads, nu = 0, nl = 0, kb = kvq_wchan0<S>(lane);
+    uint32_t H = g.n_kv_heads, nu = 0, nl = 0;
     uint32_t *codes = (uint32_t *)(t.page + L.off_kcodes);
     bool bad = false;
     for (uint32_t h = 0; h < H; h++) {
-        uint32_t c0 = h * D + kb, u[S], code[S];
+        uint32_t hb = h * D, u[S], code[S];
         float x[S];
-        kvq_wload_in<S>(row, c0, bf16, u);
-        kvq_wkeys_x<S>(u, L.kz + c0, L.kr + c0, x);
+        kvq_wload_in<S>(row, hb, bf16, u);
+        kvq_wkeys_x<S>(u, L.kz + hb, L.kr + hb, x);
         bool cand = false;
 #pragma unroll
         for (int e = 0; e < S; e++) {
@@ -294,7 +295,7 @@ kvq_wkeys(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_rt
         if (L.k_outliers && __any_sync(KVQ_FULL, cand))   /* most heads have none */
 #pragma unroll
             for (int e = 0; e < S; e++) {
-                uint64_t key = kvq_fkey(x[e]), ch = ~(c0 + e);
+                uint64_t key = kvq_fkey(x[e]), ch = ~(hb + kvq_wchan<S>(e));
                 kvq_wpush(up, nu, x[e] > 1.0f, key << 32 | ch);
                 kvq_wpush(lo, nl, x[e] < -1.0f, (uint64_t)(uint32_t)~key << 32 | ch);
             }
@@ -323,16 +324,16 @@ kvq_wkeys(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_rt
 template <int S>
 __device__ static inline bool kvq_wvgroup(const uint16_t *st, uint32_t h0, uint32_t h1, uint32_t m, uint32_t *up,
                                           uint32_t *lo, uint32_t &nu, uint32_t &nl, uint32_t &hch, uint32_t &lch) {
-    const uint32_t D = S * 32, kb = kvq_wchan0<S>(kvq_lane());
+    const uint32_t D = S * 32;
     nu = nl = 0;
     if (m == 0) {            /* hi, lo: first channel attaining the max / min */
         uint32_t bu = 0, bl = 0;
         for (uint32_t h = h0; h < h1; h++) {
             uint32_t u[S];
-            kvq_wload<S>(st, h * D + kb, u);
+            kvq_wload<S>(st, h * D, u);
 #pragma unroll
             for (int e = 0; e < S; e++) {
-                uint32_t k = kvq_hkey(u[e]), cc = 0xFFFFu - (h * D + kb + e);
+                uint32_t k = kvq_hkey(u[e]), cc = 0xFFFFu - (h * D + kvq_wchan<S>(e));
                 bu = max(bu, k << 16 | cc);
                 bl = max(bl, (0xFFFFu - k) << 16 | cc);
             }
@@ -347,7 +348,7 @@ __device__ static inline bool kvq_wvgroup(const uint16_t *st, uint32_t h0, uint3
     uint32_t a1 = 0, a2 = 0, b1 = 0, b2 = 0;
     for (uint32_t h = h0; h < h1; h++) {
         uint32_t u[S];
-        kvq_wload<S>(st, h * D + kb, u);
+        kvq_wload<S>(st, h * D, u);
 #pragma unroll
         for (int e = 0; e < S; e++) {
             uint32_t k = kvq_hkey(u[e]) << 16, nk = (0xFFFFu - kvq_hkey(u[e])) << 16;
@@ -359,10 +360,10 @@ __device__ static inline bool kvq_wvgroup(const uint16_t *st, uint32_t h0, uint3
     if (0xFFFFu - tl >= tu) return false;   /* the two candidate sets could overlap */
     for (uint32_t h = h0; h < h1; h++) {
         uint32_t u[S];
-        kvq_wload<S>(st, h * D + kb, u);
+        kvq_wload<S>(st, h * D, u);
 #pragma unroll
         for (int e = 0; e < S; e++) {
-            uint32_t k = kvq_hkey(u[e]), cc = 0xFFFFu - (h * D + kb + e);
+            uint32_t k = kvq_hkey(u[e]), cc = 0xFFFFu - (h * D + kvq_wchan<S>(e));
             if (!__any_sync(KVQ_FULL, k >= tu || 0xFFFFu - k >= tl)) continue;   /* most rounds have none */
             kvq_wpush(up, nu, k >= tu, k << 16 | cc);
             kvq_wpush(lo, nl, 0xFFFFu - k >= tl, (0xFFFFu - k) << 16 | cc);
@@ -392,7 +393,7 @@ kvq_wvalues(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_
     if (sink) return;
     __syncwarp();
     kvq_rt_tok t = kvq_locate(g, L, seq, pos);
-    uint32_t H = g.n_kv_heads, hpg = L.v_group / D, kb = kvq_wchan0<S>(lane), base = 0;
+    uint32_t H = g.n_kv_heads, hpg = L.v_group / D, base = 0;
     uint32_t *codes = (uint32_t *)(t.page + L.off_vcodes);
     uint32_t *scales = (uint32_t *)(t.page + L.off_vscale) + (size_t)t.slot * L.v_groups;
     uint32_t *out = (uint32_t *)(t.page + L.off_vout) + (size_t)t.slot * L.v_cap;
@@ -410,7 +411,7 @@ kvq_wvalues(const __grid_constant__ kvq_rt_layer L, const __grid_constant__ kvq_
             uint32_t u[S], code[S];
             float x[S];
             bool slow = false;
-            kvq_wload<S>(st, h * D + kb, u);
+            kvq_wload<S>(st, h * D, u);
 #pragma unroll
             for (int e = 0; e < S; e++) {
                 float a = __fsub_rn(kvq_hf(u[e]), z);

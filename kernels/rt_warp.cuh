@@ -2,13 +2,14 @@
  * staging a token's fp16/bf16 row in shared memory, packing one token-head's codes with warp
  * reductions, an exact top-m selection over small candidate lists (ties to the lower channel),
  * and writing a token's outliers in channel order with the per-head offsets. Lane k of a warp
- * owns, in each KV head, the S = head_dim/32 consecutive channels that hold code k of segments
- * 0..S-1 (docs/runtime.md "Packed layout"). Private to the runtime. */
+ * owns, in each KV head, the S = head_dim/32 channels that hold code k of segments 0..S-1
+ * (kvq_rt_seg_channel, docs/runtime.md "Packed layout"). Private to the runtime. */
 #ifndef KVQ_RT_WARP_CUH
 #define KVQ_RT_WARP_CUH
 
 #include <stdint.h>
 #include <cuda_fp16.h>
+#include "rt_internal.cuh"
 
 #define KVQ_FULL 0xffffffffu
 /* Candidates a warp keeps per side; a token with more goes to the block kernels (rt_block.cuh). */
@@ -16,9 +17,9 @@ enum { KVQ_RT_WLIST = 128, KVQ_RT_WARPS = 4 /* warps (tokens) per block */ };
 
 __device__ static inline uint32_t kvq_lane(void) { return threadIdx.x & 31; }
 
-/* First channel (within a head of S*32) of lane k's S channels: code k of segments 0..S-1. */
+/* Channel (within a head of S*32) of this lane's element e: code `lane` of segment e. */
 template <int S>
-__device__ static inline uint32_t kvq_wchan0(uint32_t k) { return k < 16 ? S * k : S * 16 + S * (k - 16); }
+__device__ static inline uint32_t kvq_wchan(uint32_t e) { return kvq_rt_seg_channel(threadIdx.x & 31, e, S * 32); }
 
 /* fp16 bits of h(x) for an input element (fp16 bits, or bf16 bits when bf16). */
 __device__ static inline uint32_t kvq_win(uint32_t u, int bf16) {
@@ -46,39 +47,23 @@ __device__ static inline bool kvq_wstage(const uint16_t *row, int bf16, uint32_t
     return __any_sync(KVQ_FULL, bad);
 }
 
-/* This lane's S fp16 values (bits) at channels c0 .. c0+S-1 (c0 % S == 0) of a staged row. */
+/* This lane's S fp16 values (bits) of the head starting at channel hb of a staged row. */
 template <int S>
-__device__ static inline void kvq_wload(const uint16_t *st, uint32_t c0, uint32_t (&u)[S]) {
-    if constexpr (S == 4) {
-        uint2 v = *(const uint2 *)(st + c0);
-        u[0] = v.x & 0xFFFFu; u[1] = v.x >> 16; u[2] = v.y & 0xFFFFu; u[3] = v.y >> 16;
-    } else {
-        uint32_t v = *(const uint32_t *)(st + c0);
-        u[0] = v & 0xFFFFu; u[1] = v >> 16;
-    }
+__device__ static inline void kvq_wload(const uint16_t *st, uint32_t hb, uint32_t (&u)[S]) {
+#pragma unroll
+    for (int e = 0; e < S; e++) u[e] = st[hb + kvq_wchan<S>(e)];
 }
 /* The same from an input row in global memory (read once: streaming loads), as fp16 bits of h(x). */
 template <int S>
-__device__ static inline void kvq_wload_in(const uint16_t *row, uint32_t c0, int bf16, uint32_t (&u)[S]) {
-    if constexpr (S == 4) {
-        uint2 v = __ldcs((const uint2 *)(row + c0));
-        u[0] = v.x & 0xFFFFu; u[1] = v.x >> 16; u[2] = v.y & 0xFFFFu; u[3] = v.y >> 16;
-    } else {
-        uint32_t v = __ldcs((const unsigned int *)(row + c0));
-        u[0] = v & 0xFFFFu; u[1] = v >> 16;
-    }
+__device__ static inline void kvq_wload_in(const uint16_t *row, uint32_t hb, int bf16, uint32_t (&u)[S]) {
 #pragma unroll
-    for (int e = 0; e < S; e++) u[e] = kvq_win(u[e], bf16);
+    for (int e = 0; e < S; e++) u[e] = kvq_win(__ldcs(row + hb + kvq_wchan<S>(e)), bf16);
 }
+/* This lane's S per-channel floats of the head starting at p. */
 template <int S>
 __device__ static inline void kvq_wloadf(const float *p, float (&f)[S]) {
-    if constexpr (S == 4) {
-        float4 v = __ldg((const float4 *)p);
-        f[0] = v.x; f[1] = v.y; f[2] = v.z; f[3] = v.w;
-    } else {
-        float2 v = __ldg((const float2 *)p);
-        f[0] = v.x; f[1] = v.y;
-    }
+#pragma unroll
+    for (int e = 0; e < S; e++) f[e] = __ldg(p + kvq_wchan<S>(e));
 }
 __device__ static inline float kvq_hf(uint32_t u) { return __half2float(__ushort_as_half((uint16_t)u)); }
 
