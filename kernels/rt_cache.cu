@@ -23,6 +23,7 @@ void kvq_rt_cache_free(kvq_rt_cache *c) {
     if (c->d_lens) cudaFree(c->d_lens);
     if (c->d_tok_seq) cudaFree(c->d_tok_seq);
     if (c->d_tok_pos) cudaFree(c->d_tok_pos);
+    if (c->d_redo) cudaFree(c->d_redo);
     if (c->d_flag) cudaFree(c->d_flag);
     if (c->d_work) cudaFree(c->d_work);
     free(c->layers);
@@ -139,9 +140,11 @@ static kvq_status reserve_step(kvq_rt_cache *c, uint32_t n, char *why, size_t wh
     if (n <= c->step_cap) return KVQ_OK;
     if (c->d_tok_seq) { cudaFree(c->d_tok_seq); c->d_tok_seq = NULL; }
     if (c->d_tok_pos) { cudaFree(c->d_tok_pos); c->d_tok_pos = NULL; }
+    if (c->d_redo) { cudaFree(c->d_redo); c->d_redo = NULL; }
     c->step_cap = 0;
     KVQ_CU(cudaMalloc((void **)&c->d_tok_seq, (size_t)n * sizeof(uint32_t)));
     KVQ_CU(cudaMalloc((void **)&c->d_tok_pos, (size_t)n * sizeof(uint32_t)));
+    KVQ_CU(cudaMalloc((void **)&c->d_redo, (2 + 2 * (size_t)n) * sizeof(uint32_t)));
     c->step_cap = n;
     return KVQ_OK;
 }

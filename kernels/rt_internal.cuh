@@ -80,6 +80,8 @@ struct kvq_rt_cache {
     /* the last extend: token i goes to slot tok_seq[i] at position tok_pos[i] */
     uint32_t n_step, step_cap;
     uint32_t *d_tok_seq, *d_tok_pos;
+    uint32_t *d_redo;            /* (2 + 2*step_cap) tokens append's warp kernels hand to the block
+                                    kernels: K count, K tokens (step_cap), V count, V tokens */
     int *d_flag;                 /* device error flag (non-finite input) */
     float *d_work;               /* attention partials */
     size_t work_bytes;
