@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "engine.h"
 #include "capture_pipe.h"
@@ -43,7 +46,10 @@ size_t kvq_capture_working_bytes(const kvq_model_config *cfg, uint32_t seq_len, 
     kvq_engine_opts eo = {1, (int)seq_len, fisher};
     size_t eng = kvq_engine_activation_bytes(cfg, &eo);
     size_t win = (size_t)seq_len * (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    size_t extra = (fisher ? 2 * 4 : 0) * win + (dtype != KVQ_CAPTURE_F32 ? 2 : 0) * win;
+    size_t staged = 0;   /* bytes a row-channel of the writer's two staged layers (capture_h5_put.c) */
+    for (int t = 0; t < (fisher ? 4 : 2); t++)
+        staged += 2 * (kvq_capture_tensor_dtype(dtype, (kvq_capture_tensor)t) == KVQ_CAPTURE_F32 ? 4 : 2);
+    size_t extra = (fisher ? 2 * 4 : 0) * win + staged * win;
     return eng && eng <= SIZE_MAX - extra ? eng + extra : 0;
 }
 
@@ -209,6 +215,13 @@ static kvq_status setup_writing(run *r, const kvq_capture_opts *o, kvq_capture_r
     }
     if (st) return st;
     res->overlap_bytes = r->overlap ? bytes : 0;
+    /* the writer's staging team: kvq's thread setting (the writer thread would otherwise get
+     * OpenMP's initial default, not this thread's) */
+    int threads = o->threads > 0 ? o->threads : 1;
+#ifdef _OPENMP
+    if (o->threads <= 0) threads = omp_get_max_threads();
+#endif
+    kvq_capture_writer_set_threads(r->w, threads);
     return kvq_capture_pipe_start(&r->pipe, r->w, m->n_captured, m->seq_len, (uint32_t)kv, r->overlap,
                                   m->fisher && !r->be->grads_squared, why, why_len);
 }

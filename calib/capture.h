@@ -77,8 +77,8 @@ kvq_status kvq_capture_windows(uint64_t n_tokens, uint32_t seq_len, uint32_t sam
 kvq_status kvq_capture_run(const kvq_capture_opts *o, kvq_capture_result *res, char *why, size_t why_len);
 
 /* Bytes the capture loop holds besides the model weights and the text without overlap: the
- * engine's activations (kvq_engine_activation_bytes) + two Fisher buffers and a storage-conversion
- * buffer of one window (overlap adds result.overlap_bytes). 0 on overflow. docs/cli.md gives the
+ * engine's activations (kvq_engine_activation_bytes) + two Fisher buffers of one window + the
+ * writer's two staged layers in the storage type (overlap adds result.overlap_bytes). 0 on overflow. docs/cli.md gives the
  * whole peak-memory formula. */
 size_t kvq_capture_working_bytes(const kvq_model_config *cfg, uint32_t seq_len, int fisher,
                                  kvq_capture_dtype dtype);

@@ -13,9 +13,7 @@
 #include <unistd.h>
 
 #include "capture_h5_int.h"
-#include "kvq_half.h"
 
-enum { SAMPLE_FIELDS = 4 };
 static const char *const SAMPLE_NAMES[SAMPLE_FIELDS] = {"row_start", "length", "window_start", "source"};
 static const char *const TENSOR_DESC[KVQ_CAPTURE_N_TENSORS] = {
     "keys at the k_proj output (bias included), before RoPE",
@@ -25,26 +23,6 @@ static const char *const TENSOR_DESC[KVQ_CAPTURE_N_TENSORS] = {
     "Fisher information of the values: (dL/dV)^2 elementwise, L = mean next-token cross-entropy "
     "of the window"};
 
-struct kvq_capture_writer {
-    hid_t file;
-    kvq_capture_meta meta;
-    uint32_t kv_dim;
-    hid_t *tens;                  /* (n_captured, 4) datasets, -1 when absent */
-    hid_t *stats;                 /* (n_captured, 4) */
-    hid_t samp[SAMPLE_FIELDS];
-    hid_t complete;
-    uint32_t n_samples;           /* committed */
-    uint64_t n_rows;              /* committed */
-    int in_sample, broken;
-    uint64_t cur_window;
-    uint32_t cur_source;
-    size_t cur_len;
-    uint8_t *put;                 /* (n_captured) layers written in this sample */
-    uint16_t *half;               /* (half_rows, kv_dim) conversion buffer (f16/bf16) */
-    size_t half_rows;
-    double *stat;                 /* (4, kv_dim) */
-    char path[4096];
-};
 
 static kvq_status fail(char *why, size_t why_len, kvq_status st, const char *fmt, const char *a) {
     if (why && why_len) snprintf(why, why_len, fmt, a);
@@ -67,7 +45,7 @@ static hid_t make_ds(hid_t loc, const char *name, hid_t type, int rank, const hs
     hid_t sp = H5Screate_simple(rank, dims, maxd), dcpl = H5Pcreate(H5P_DATASET_CREATE), ds = -1;
     if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, rank, chunk) >= 0 &&
         (!compress || (H5Pset_shuffle(dcpl) >= 0 && H5Pset_deflate(dcpl, (unsigned)compress) >= 0)) &&
-        H5Pset_fletcher32(dcpl) >= 0)
+        H5Pset_fletcher32(dcpl) >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0)
         ds = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
@@ -81,7 +59,7 @@ static kvq_status create_layer(hid_t file, const kvq_capture_meta *m, uint32_t l
     hsize_t kv = (hsize_t)m->model.n_kv_heads * m->model.head_dim, rest_stats[2] = {4, kv};
     int32_t li = (int32_t)layer;
     kvq_cap_layer_path(path, sizeof path, layer, m->model.n_layers);
-    KVQ_H5(g = H5Gcreate2(file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    KVQ_H5(g = kvq_cap_group(file, path));
     {
         hid_t sp = H5Screate(H5S_SCALAR), a = sp < 0 ? -1 : H5Acreate2(g, "layer", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
         herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT32, &li);
@@ -121,7 +99,7 @@ static kvq_status create_layout(hid_t file, const kvq_capture_meta *m, char *why
         "first row of the sample in every /layers tensor", "rows (tokens) of the sample",
         "offset of the window's first token in the tokenized text",
         "index of the /provenance/sources entry the sample came from"};
-    KVQ_H5(g = H5Gcreate2(file, "/samples", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    KVQ_H5(g = kvq_cap_group(file, "/samples"));
     for (int i = 0; i < SAMPLE_FIELDS; i++) {
         KVQ_H5(ds = make_ds(g, SAMPLE_NAMES[i], i == 3 ? H5T_STD_I32LE : H5T_STD_I64LE, 1, NULL, 1, 0));
         KVQ_H5(ds_attrs(ds, desc[i], "sample", NULL));
@@ -129,7 +107,7 @@ static kvq_status create_layout(hid_t file, const kvq_capture_meta *m, char *why
         ds = -1;
     }
     KVQ_H5(H5Gclose(g));
-    KVQ_H5(g = H5Gcreate2(file, "/layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    KVQ_H5(g = kvq_cap_group(file, "/layers"));
     for (uint32_t i = 0; i < m->n_captured; i++)
         if ((st = create_layer(file, m, m->layers[i], why, why_len))) goto done;
     /* the commit counter: 8 bytes allocated now, overwritten in place by each commit */
@@ -138,6 +116,7 @@ static kvq_status create_layout(hid_t file, const kvq_capture_meta *m, char *why
     KVQ_H5(dcpl = H5Pcreate(H5P_DATASET_CREATE));
     KVQ_H5(H5Pset_layout(dcpl, H5D_CONTIGUOUS));
     KVQ_H5(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY));
+    KVQ_H5(H5Pset_obj_track_times(dcpl, 0));
     KVQ_H5(ds = H5Dcreate2(file, "/complete_samples", H5T_STD_I64LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     KVQ_H5(H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &zero));
     KVQ_H5(ds_attrs(ds, "commit counter: samples 0..n-1 are complete; anything past them is an "
@@ -202,9 +181,9 @@ static kvq_status writer_alloc(const kvq_capture_meta *m, kvq_capture_writer **o
     w->tens = malloc(n * sizeof *w->tens);
     w->stats = malloc(n * sizeof *w->stats);
     w->put = calloc(m->n_captured ? m->n_captured : 1, 1);
-    w->stat = malloc(4 * kv * sizeof *w->stat);
-    if (!w->tens || !w->stats || !w->put || !w->stat) {
-        free(w->tens); free(w->stats); free(w->put); free(w->stat); free(w);
+    w->direct = 1;
+    if (!w->tens || !w->stats || !w->put) {
+        free(w->tens); free(w->stats); free(w->put); free(w);
         return KVQ_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) w->tens[i] = w->stats[i] = -1;
@@ -213,7 +192,9 @@ static kvq_status writer_alloc(const kvq_capture_meta *m, kvq_capture_writer **o
 }
 
 static void writer_release(kvq_capture_writer *w) {
-    free(w->tens); free(w->stats); free(w->put); free(w->stat); free(w->half);
+    free(w->tens); free(w->stats); free(w->put);
+    for (int i = 0; i < 2; i++)
+        for (int t = 0; t < KVQ_CAPTURE_N_TENSORS; t++) { free(w->stage[i].buf[t]); free(w->stage[i].stats[t]); }
     free(w);
 }
 
@@ -247,6 +228,14 @@ static kvq_status sync_file(hid_t file, char *why, size_t why_len) {
     }
 done:
     return st;
+}
+
+hid_t kvq_cap_group(hid_t loc, const char *name) {
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), g = -1;
+    if (gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0)
+        g = H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (gcpl >= 0) H5Pclose(gcpl);
+    return g;
 }
 
 void kvq_cap_sync_dir(const char *path) {
@@ -284,7 +273,7 @@ kvq_status kvq_cap_create_ex(const char *path, const kvq_capture_meta *m, const 
     kvq_status st;
     kvq_capture_writer *w = NULL;
     char tmp[4200];
-    hid_t fapl = -1;
+    hid_t fapl = -1, fcpl = -1;
     struct stat sb;
     kvq_cap_quiet q;
     *out = NULL;
@@ -295,7 +284,9 @@ kvq_status kvq_cap_create_ex(const char *path, const kvq_capture_meta *m, const 
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
     kvq_cap_quiet_begin(&q);
     KVQ_H5(fapl = latest_fapl(0));
-    w->file = H5Fcreate(tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    KVQ_H5(fcpl = H5Pcreate(H5P_FILE_CREATE));
+    KVQ_H5(H5Pset_obj_track_times(fcpl, 0));   /* no timestamps: same capture, same bytes */
+    w->file = H5Fcreate(tmp, H5F_ACC_EXCL, fcpl, fapl);
     if (w->file < 0) {
         char h5why[512];
         kvq_cap_h5err(h5why, sizeof h5why, "H5Fcreate");
@@ -318,6 +309,7 @@ kvq_status kvq_cap_create_ex(const char *path, const kvq_capture_meta *m, const 
     kvq_cap_sync_dir(path);
 done:
     if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (st) {
         close_datasets(w);
         if (w->file >= 0) H5Fclose(w->file);
@@ -422,7 +414,7 @@ done:
 
 /* ---- appending samples ---------------------------------------------------------------------- */
 
-static kvq_status usable(kvq_capture_writer *w, int need_sample, char *why, size_t why_len) {
+kvq_status kvq_cap_usable(kvq_capture_writer *w, int need_sample, char *why, size_t why_len) {
     if (!w) return fail(why, why_len, KVQ_ERR_ARG, "%s", "no writer");
     if (w->broken) return fail(why, why_len, KVQ_ERR_ARG, "%s", "capture writer failed earlier; close it");
     if (need_sample != w->in_sample)
@@ -432,16 +424,10 @@ static kvq_status usable(kvq_capture_writer *w, int need_sample, char *why, size
 
 kvq_status kvq_cap_begin_ex(kvq_capture_writer *w, uint64_t window_start, size_t length,
                             uint32_t source, char *why, size_t why_len) {
-    kvq_status st = usable(w, 0, why, why_len);
+    kvq_status st = kvq_cap_usable(w, 0, why, why_len);
     if (st) return st;
     if (!length || length > (1u << 30) || source >= w->meta.n_sources)
         return fail(why, why_len, KVQ_ERR_ARG, "%s", "sample length 0, above 2^30, or bad source index");
-    if (w->meta.dtype != KVQ_CAPTURE_F32 && length > w->half_rows) {
-        uint16_t *h = realloc(w->half, length * w->kv_dim * sizeof *h);  /* < 2^55 B: no overflow */
-        if (!h) return KVQ_ERR_NOMEM;
-        w->half = h;
-        w->half_rows = length;
-    }
     w->cur_len = length;
     w->cur_window = window_start;
     w->cur_source = source;
@@ -455,115 +441,10 @@ kvq_status kvq_capture_begin(kvq_capture_writer *w, uint64_t window_start, size_
     return kvq_cap_begin_ex(w, window_start, length, 0, why, why_len);
 }
 
-static kvq_status check_finite(const kvq_capture_writer *w, uint32_t slot, int t, const float *x,
-                               char *why, size_t why_len) {
-    size_t n = w->cur_len * w->kv_dim;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) {
-            if (why) snprintf(why, why_len, "%s at layer %u %s, row %zu channel %zu of sample %u "
-                              "(window start %llu)", isnan(x[i]) ? "NaN" : "Inf", w->meta.layers[slot],
-                              kvq_capture_tensor_name((kvq_capture_tensor)t), i / w->kv_dim,
-                              i % w->kv_dim, w->n_samples, (unsigned long long)w->cur_window);
-            return KVQ_ERR_NONFINITE;
-        }
-    return KVQ_OK;
-}
-
-static void compute_stats(double *st /* (4, kv) */, const float *x /* (len, kv) */, size_t len, size_t kv) {
-    double *sum = st, *sq = st + kv, *mn = st + 2 * kv, *mx = st + 3 * kv;
-    for (size_t c = 0; c < kv; c++) { sum[c] = sq[c] = 0; mn[c] = INFINITY; mx[c] = -INFINITY; }
-    for (size_t r = 0; r < len; r++)
-        for (size_t c = 0; c < kv; c++) {
-            double v = x[r * kv + c];
-            sum[c] += v;
-            sq[c] += v * v;
-            if (v < mn[c]) mn[c] = v;
-            if (v > mx[c]) mx[c] = v;
-        }
-}
-
-/* Extend `ds` (rank 2 or 3) to rows0 + rows along axis 0 and write `buf` there. */
-static kvq_status append_rows(hid_t ds, hid_t mtype, int rank, hsize_t rows0, hsize_t rows,
-                              const void *buf, char *why, size_t why_len) {
-    kvq_status st = KVQ_OK;
-    hsize_t dims[3], start[3] = {rows0, 0, 0};
-    hid_t fs = -1, ms = -1, sp = -1;
-    KVQ_H5(sp = H5Dget_space(ds));
-    if (H5Sget_simple_extent_dims(sp, dims, NULL) != rank) { st = KVQ_ERR_SHAPE; goto done; }
-    dims[0] = rows0 + rows;
-    KVQ_H5(H5Dset_extent(ds, dims));
-    KVQ_H5(fs = H5Dget_space(ds));
-    dims[0] = rows;
-    KVQ_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, dims, NULL));
-    KVQ_H5(ms = H5Screate_simple(rank, dims, NULL));
-    KVQ_H5(H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf));
-done:
-    if (ms >= 0) H5Sclose(ms);
-    if (fs >= 0) H5Sclose(fs);
-    if (sp >= 0) H5Sclose(sp);
-    return st;
-}
-
-static kvq_status put_tensor(kvq_capture_writer *w, size_t i, const float *x, const double *stats,
-                             char *why, size_t why_len) {
-    kvq_status st = KVQ_OK;
-    size_t n = w->cur_len * w->kv_dim;
-    hid_t half_type = -1;
-    const void *buf = x;
-    kvq_capture_dtype td = kvq_capture_tensor_dtype(w->meta.dtype, (kvq_capture_tensor)(i % KVQ_CAPTURE_N_TENSORS));
-    if (td != KVQ_CAPTURE_F32) {   /* rounded here (RNE), stored with no HDF5 conversion */
-        for (size_t j = 0; j < n; j++)
-            w->half[j] = td == KVQ_CAPTURE_F16 ? kvq_f32_to_f16(x[j]) : kvq_f32_to_bf16(x[j]);
-        KVQ_H5(half_type = kvq_cap_file_type(td));
-        buf = w->half;
-    }
-    st = append_rows(w->tens[i], half_type >= 0 ? half_type : H5T_NATIVE_FLOAT, 2, w->n_rows, w->cur_len, buf, why, why_len);
-    if (!st) {
-        if (!stats) {
-            compute_stats(w->stat, x, w->cur_len, w->kv_dim);
-            stats = w->stat;
-        }
-        st = append_rows(w->stats[i], H5T_NATIVE_DOUBLE, 3, w->n_samples, 1, stats, why, why_len);
-    }
-done:
-    if (half_type >= 0) H5Tclose(half_type);
-    return st;
-}
-
-kvq_status kvq_cap_put_layer_ex(kvq_capture_writer *w, uint32_t slot, const float *const tensors[4],
-                                const double *const stats[4], char *why, size_t why_len) {
-    kvq_status st = usable(w, 1, why, why_len);
-    if (st) return st;
-    if (slot >= w->meta.n_captured) return fail(why, why_len, KVQ_ERR_ARG, "%s", "layer slot out of range");
-    if (w->put[slot]) return fail(why, why_len, KVQ_ERR_ARG, "%s", "layer slot already written in this sample");
-    int nt = w->meta.fisher ? 4 : 2;
-    for (int t = 0; t < KVQ_CAPTURE_N_TENSORS; t++)
-        if (!tensors[t] != (t >= nt))
-            return fail(why, why_len, KVQ_ERR_ARG, "%s", t < nt ? "a tensor is missing"
-                                                               : "Fisher given to a capture without Fisher");
-    for (int t = 0; t < nt; t++)
-        if ((st = check_finite(w, slot, t, tensors[t], why, why_len))) return st;
-    for (int t = 0; t < nt && !st; t++)
-        st = put_tensor(w, (size_t)slot * KVQ_CAPTURE_N_TENSORS + (size_t)t, tensors[t],
-                        stats ? stats[t] : NULL, why, why_len);
-    if (st) w->broken = 1;
-    else w->put[slot] = 1;
-    return st;
-}
-
-kvq_status kvq_capture_put_layer(kvq_capture_writer *w, uint32_t slot, const float *k, const float *v,
-                                 const float *fisher_k, const float *fisher_v, char *why, size_t why_len) {
-    const float *const t[4] = {k, v, fisher_k, fisher_v};
-    kvq_cap_quiet q;
-    kvq_cap_quiet_begin(&q);
-    kvq_status st = kvq_cap_put_layer_ex(w, slot, t, NULL, why, why_len);
-    kvq_cap_quiet_end(&q);
-    return st;
-}
-
 static kvq_status commit(kvq_capture_writer *w, char *why, size_t why_len) {
-    kvq_status st = usable(w, 1, why, why_len);
+    kvq_status st = kvq_cap_usable(w, 1, why, why_len);
     if (st) return st;
+    if ((st = kvq_cap_write_pending(w, why, why_len))) return st;   /* the sample's last layer */
     for (uint32_t s = 0; s < w->meta.n_captured; s++)
         if (!w->put[s]) {
             if (why) snprintf(why, why_len, "layer %u not written in sample %u", w->meta.layers[s], w->n_samples);
@@ -572,7 +453,7 @@ static kvq_status commit(kvq_capture_writer *w, char *why, size_t why_len) {
     int64_t vals[SAMPLE_FIELDS] = {(int64_t)w->n_rows, (int64_t)w->cur_len, (int64_t)w->cur_window,
                                    (int64_t)w->cur_source};
     for (int i = 0; i < SAMPLE_FIELDS && !st; i++)
-        st = append_rows(w->samp[i], H5T_NATIVE_INT64, 1, w->n_samples, 1, &vals[i], why, why_len);
+        st = kvq_cap_append_rows(w->samp[i], H5T_NATIVE_INT64, 1, w->n_samples, 1, &vals[i], why, why_len);
     if (st) return st;
     /* everything of the sample reaches the file before the counter that makes it visible */
     KVQ_H5(H5Fflush(w->file, H5F_SCOPE_GLOBAL));
@@ -594,6 +475,14 @@ kvq_status kvq_capture_commit(kvq_capture_writer *w, char *why, size_t why_len) 
     if (st && w && st != KVQ_ERR_ARG) w->broken = 1;
     kvq_cap_quiet_end(&q);
     return st;
+}
+
+void kvq_capture_writer_set_threads(kvq_capture_writer *w, int threads) {
+    if (w) w->threads = threads;
+}
+
+void kvq_capture_writer_set_direct(kvq_capture_writer *w, int direct) {
+    if (w) w->direct = direct != 0;
 }
 
 uint32_t kvq_capture_writer_samples(const kvq_capture_writer *w) { return w ? w->n_samples : 0; }

@@ -112,6 +112,16 @@ kvq_status kvq_capture_create(const char *path, const kvq_capture_meta *meta,
 kvq_status kvq_capture_resume(const char *path, const kvq_capture_meta *expect,
                               kvq_capture_writer **out, uint32_t *complete, char *why, size_t why_len);
 
+/* How put_layer spends CPU (never what the file holds). threads: size of the OpenMP team that
+ * checks, summarises, converts and checksums each layer while the calling thread writes the
+ * previous one (<= 0, the default: omp_get_max_threads() of the thread calling put_layer). Only
+ * the thread calling the writer's functions ever enters HDF5. */
+void kvq_capture_writer_set_threads(kvq_capture_writer *w, int threads);
+/* direct 1 (default): without gzip, whole chunks are checksummed by kvq and written with
+ * H5Dwrite_chunk; 0: rows go through HDF5's filter pipeline (H5Dwrite), as with gzip. The file's
+ * bytes are the same either way (benchmarks and tests compare the two). */
+void kvq_capture_writer_set_direct(kvq_capture_writer *w, int direct);
+
 /* Append one sample: begin, then put every captured layer once (any order; slot = index into
  * meta.layers), then commit. fisher_k/fisher_v must be NULL exactly when meta.fisher == 0. Data
  * is checked finite (KVQ_ERR_NONFINITE names layer, tensor, row and sample). Nothing of the

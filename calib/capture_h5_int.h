@@ -16,6 +16,54 @@ typedef struct kvq_cap_source {
     uint32_t samples_requested;
 } kvq_cap_source;
 
+/* ---- the writer (capture_h5.c: layout, create, resume, begin, commit, close; capture_h5_put.c:
+ * put_layer, the staged and direct chunk writes) ---- */
+
+enum { SAMPLE_FIELDS = 4 };   /* /samples/row_start, length, window_start, source */
+
+/* One layer staged for the file by put_layer and written by the next put_layer or the commit. */
+typedef struct kvq_cap_stage {
+    int full;                     /* holds a layer not yet written */
+    int direct;                   /* buf holds whole chunks, each followed by its Fletcher-32 */
+    int nt;                       /* tensors: 4 with Fisher, else 2 */
+    uint32_t slot;
+    size_t len, chunk_rows;       /* rows of the sample; rows per chunk */
+    uint8_t *buf[KVQ_CAPTURE_N_TENSORS];    /* (len, kv_dim) in the storage type (direct: chunk by
+                                               chunk, 4 checksum bytes after each) */
+    size_t cap[KVQ_CAPTURE_N_TENSORS];      /* bytes allocated in buf */
+    double *stats[KVQ_CAPTURE_N_TENSORS];   /* (4, kv_dim) */
+} kvq_cap_stage;
+
+struct kvq_capture_writer {
+    hid_t file;
+    kvq_capture_meta meta;
+    uint32_t kv_dim;
+    hid_t *tens;                  /* (n_captured, 4) datasets, -1 when absent */
+    hid_t *stats;                 /* (n_captured, 4) */
+    hid_t samp[SAMPLE_FIELDS];
+    hid_t complete;
+    uint32_t n_samples;           /* committed */
+    uint64_t n_rows;              /* committed */
+    int in_sample, broken;
+    uint64_t cur_window;
+    uint32_t cur_source;
+    size_t cur_len;
+    uint8_t *put;                 /* (n_captured) layers written in this sample */
+    int threads;                  /* staging team size; <= 0: omp_get_max_threads() */
+    int direct;                   /* 1: whole chunks via H5Dwrite_chunk when possible */
+    kvq_cap_stage stage[2];       /* stage[pending] may hold a layer to write */
+    int pending;
+    char path[4096];
+};
+
+/* KVQ_ERR_ARG unless w is usable and (need_sample) inside a sample or (0) between samples. */
+kvq_status kvq_cap_usable(kvq_capture_writer *w, int need_sample, char *why, size_t why_len);
+/* Write the pending staged layer, if any (marks its slot done; the writer broken on failure). */
+kvq_status kvq_cap_write_pending(kvq_capture_writer *w, char *why, size_t why_len);
+/* Extend `ds` (rank 1 to 3) to rows0 + rows along axis 0 and write `buf` (mtype) there. */
+kvq_status kvq_cap_append_rows(hid_t ds, hid_t mtype, int rank, hsize_t rows0, hsize_t rows,
+                               const void *buf, char *why, size_t why_len);
+
 /* Save HDF5's automatic error printing and switch it off (library code never prints). */
 typedef struct kvq_cap_quiet {
     H5E_auto2_t func;
@@ -37,6 +85,9 @@ kvq_status kvq_cap_h5err(char *why, size_t why_len, const char *what);
 
 /* fsync the directory holding `path` (after a rename), best effort. */
 void kvq_cap_sync_dir(const char *path);
+/* Create group `name` under loc without modification/access timestamps (repeat captures give
+ * byte-identical files); negative on failure. */
+hid_t kvq_cap_group(hid_t loc, const char *name);
 /* Write a variable-length UTF-8 string attribute. */
 herr_t kvq_cap_attr_str(hid_t loc, const char *name, const char *v);
 /* File element type of a storage dtype (caller closes it). */

@@ -268,13 +268,13 @@ kvq_status kvq_cap_write_meta(hid_t file, const kvq_capture_meta *m, const kvq_c
     KVQ_H5(kvq_cap_attr_str(file, "format", FORMAT_NAME));
     KVQ_H5(attr_write(file, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32, 0, &version));
     KVQ_H5(kvq_cap_attr_str(file, "kvq_version", KVQ_VERSION));
-    KVQ_H5(prov = H5Gcreate2(file, "/provenance", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    KVQ_H5(prov = kvq_cap_group(file, "/provenance"));
     KVQ_H5(write_provenance(prov, m));
-    KVQ_H5(srcs = H5Gcreate2(prov, "sources", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    KVQ_H5(srcs = kvq_cap_group(prov, "sources"));
     for (uint32_t i = 0; i < n_src; i++) {
         char name[16];
         snprintf(name, sizeof name, "%03u", i);
-        KVQ_H5(g = H5Gcreate2(srcs, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        KVQ_H5(g = kvq_cap_group(srcs, name));
         KVQ_H5(write_source(g, &src[i]));
         KVQ_H5(H5Gclose(g));
         g = -1;

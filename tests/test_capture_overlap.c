@@ -1,8 +1,8 @@
 /* test_capture_overlap.c — the capture loop writing window i on its writer thread while window
  * i+1 computes (capture_pipe.h) must give the file the serial loop gives. The oracle is the serial
  * loop itself (overlap = 0: compute, write, commit): every dataset of the two files must hold the
- * same bytes (the files themselves differ only in HDF5's object timestamps, as two serial runs
- * do), the samples table included; progress must come once per committed window; a write failure
+ * same bytes, the samples table included, and so must the files as a whole (the writer stores no
+ * object timestamps); progress must come once per committed window; a write failure
  * in the middle of the run (a disk-full stand-in: RLIMIT_FSIZE, as test_capture's
  * test_write_failure_keeps_prefix) must stop the loop with the writer's I/O error, keep the
  * committed windows, and --resume must complete the file. Model: stories260K (fast). */
@@ -124,6 +124,16 @@ static int datasets_differ(const char *a, const char *b, int *n_datasets) {
     return ab.differ + ba.differ + (ab.datasets != ba.datasets);
 }
 
+static int files_equal(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int eq = fa && fb, c = 0;
+    while (eq && (c = getc(fa)) != EOF) eq = getc(fb) == c;
+    if (eq) eq = getc(fb) == EOF;
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return eq;
+}
+
 /* ---- tests ------------------------------------------------------------------------------------ */
 
 static void same_file(int fisher, kvq_capture_dtype dtype, int compress) {
@@ -155,6 +165,7 @@ static void same_file(int fisher, kvq_capture_dtype dtype, int compress) {
     int n_ds = 0;
     ck_assert_int_eq(datasets_differ(serial, over, &n_ds), 0);
     ck_assert_int_ge(n_ds, (int)n_layers * (fisher ? 4 : 2));   /* the tensors at least were compared */
+    ck_assert_msg(files_equal(serial, over), "%s and %s differ", serial, over);
     /* progress: once before the first window, then once per committed window, same losses */
     ck_assert_int_eq(ls.n, N_SAMPLES + 1);
     ck_assert_int_eq(lo.n, N_SAMPLES + 1);
