@@ -1,178 +1,88 @@
-/* rt_attention.cu — decode attention straight from the packed cache (docs/runtime.md).
- * Grid: (split of the sequence, KV head x query-head group, slot). A block takes CH tokens of one
- * slot and one KV head for up to GM query heads of that KV head, so each code is decoded once per
- * KV head. Lanes: D/32 lanes per token, each owning 32 channels (16 RoPE pairs); the query is
- * carried rotated by -position in registers and stepped from token to token by a fixed rotation
- * (no trigonometry in the loop). Pass 1 writes scores to shared memory, pass 2 accumulates
- * values with softmax weights; outliers and fp16 sink tokens are corrections on the side.
+/* rt_attention.cu — decode attention straight from the packed cache (docs/runtime.md "Kernels").
+ * Grid: (split of the sequence, KV head x query-head group, slot). A block takes up to 256 tokens of
+ * one slot and one KV head for up to GM query heads of that KV head, so each code is decoded once
+ * per KV head. It first stages the chunk's key and value codes and value scales in shared memory
+ * (cp.async, overlapped with building its tables), then: pass 1, key scores in fp32 on the CUDA
+ * cores, 4 GM lanes per token, codes read a RoPE pair at a time, per-channel key levels from a
+ * shared table, the query carried rotated by -position and stepped by a fixed rotation; pass 2,
+ * values from a table of level pairs. Outliers and fp16 sink tokens are corrections on the side;
  * kvq_rt_combine merges the splits (log-sum-exp). Also the partials' combine used by rt_fp16.cu. */
 #include <math.h>
 #include <string.h>
 #include "rt_internal.cuh"
 #include "rt_attn.cuh"
+#include "rt_attn_outliers.cuh"
+#include "rt_attn_pairs.cuh"
 
-enum { NW = 4 };   /* warps per block */
+enum { NW = 4, KVQ_ATTN_CHUNK = 256 };   /* warps per block; most tokens per block (staged in shared memory) */
+static_assert((int)KVQ_ATTN_CHUNK <= (int)KVQ_RT_ROT_N, "chunk offsets index kvq_rt.d_rot");
 
-typedef struct kvq_rt_rope { float inv_freq[64]; } kvq_rt_rope;
+/* Shapes of one instantiation: LPT = 4 GM lanes per token, each owning PP = D/2/LPT RoPE pairs
+ * (channels p and p + D/2), TP tokens per warp step; key levels per channel padded to SL entries. */
+template <int D, int B, int GM>
+struct kvq_attn_shape {
+    static constexpr int HALF = D / 2, LPT = GM == 1 ? 8 : 4 * GM, TP = 32 / LPT, PP = HALF / LPT;
+    static constexpr int WPH = D * B / 32, TB = WPH * 4, NL = 1 << B, NE = 1 << (2 * B);
+    static constexpr int SL = NL > 8 ? NL : 8, KT = (HALF + HALF / PP) * SL;   /* floats per key table */
+    static constexpr int PIECE = TB % 16 == 0 ? 16 : 8;                         /* cp.async bytes */
+};
 
-/* cos/sin of the exact angle pos * f: the product is exact in double, reduced modulo 2*pi with a
- * two-part constant, then the hardware sincos on [-pi, pi]. */
-__device__ static inline void kvq_rope_cs(uint32_t pos, float f, float *c, float *s) {
-    double a = (double)pos * (double)f;
-    double k = rint(a * 0.15915494309189535);
-    double r = fma(-k, 6.283185307179586, a);
-    r = fma(-k, 2.4492935982947064e-16, r);
-    __sincosf((float)r, s, c);   /* |r| <= pi: absolute error ~2^-21, far below the 1e-3 budget */
+/* Shared memory of a block (the layout at the top of kvq_attn_q): tables, query, scores and
+ * outlier bookkeeping in floats, then from a 16-byte boundary the staged codes and value scales. */
+template <int D, int B, int GM>
+__host__ __device__ static inline size_t kvq_attn_stage_offset(uint32_t CH) {
+    using S = kvq_attn_shape<D, B, GM>;
+    size_t f = 2 * S::KT + (size_t)S::NE * 32 + 2 * GM * D + 3 * S::HALF + 2 * GM + NW * GM + (size_t)GM * CH + 3 * (size_t)CH + 32;
+    return (f + 3) / 4 * 4 * sizeof(float);
+}
+template <int D, int B, int GM>
+static size_t kvq_attn_smem(uint32_t CH) {
+    return kvq_attn_stage_offset<D, B, GM>(CH) + (size_t)CH * (2 * kvq_attn_shape<D, B, GM>::TB + 4);
 }
 
-template <int B>
-__device__ static inline uint32_t kvq_code_at(const uint32_t (&w)[B], int k) {
-    const int bit = k * B, wi = bit / 32, sh = bit % 32;
-    if (sh + B <= 32) return (w[wi] >> sh) & ((1u << B) - 1);
-    return __funnelshift_r(w[wi], w[wi + 1], sh) & ((1u << B) - 1);
+/* Byte offset (code << SHIFT) of the NB-bit code at bit `bit` of x, for table lookups: one shift
+ * (or funnel shift) and the mask; the caller ORs in an aligned base. `bit` is a constant once the
+ * caller's loop is unrolled, so the branches fold away. */
+template <int NB, int SHIFT, int NX>
+__device__ __forceinline__ uint32_t kvq_code_off(const uint32_t (&x)[NX], int bit) {
+    const int wi = bit / 32, s = bit % 32;
+    const uint32_t M = ((1u << NB) - 1) << SHIFT;
+    if (s + NB <= 32) return (s >= SHIFT ? x[wi] >> (s - SHIFT) : x[wi] << (SHIFT - s)) & M;
+    return __funnelshift_r(x[wi], x[wi + 1 < NX ? wi + 1 : wi], s - SHIFT) & M;
 }
 
-template <int B>
-__device__ static inline void kvq_load_words(const uint32_t *p, uint32_t (&w)[B]) {
-    if (B == 2) { uint2 v = *(const uint2 *)p; w[0] = v.x; w[1] = v.y; }
-    else if (B == 4) { uint4 v = *(const uint4 *)p; w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w; }
-    else {
-#pragma unroll
-        for (int i = 0; i < B; i++) w[i] = p[i];
-    }
-}
-
-/* Words of a token-head's codes (section `off`: K or V codes) for position t. */
-__device__ static inline const uint32_t *kvq_words(const kvq_rt_geom &g, const kvq_rt_layer &L, const int32_t *ptab,
-                                                   size_t off, uint32_t kvh, uint32_t t, uint32_t wph,
-                                                   uint32_t *slot_out, const uint8_t **page_out) {
-    uint32_t pi, slot;
-    if (g.page_shift >= 0) { pi = t >> g.page_shift; slot = t & (g.page_tokens - 1); }
-    else { pi = t / g.page_tokens; slot = t - pi * g.page_tokens; }
-    const uint8_t *page = g.pool + (size_t)ptab[pi] * L.page_bytes;
-    *slot_out = slot;
-    *page_out = page;
-    return (const uint32_t *)(page + off) + ((size_t)kvh * g.page_tokens + slot) * wph;
-}
-
-/* Exclusive prefix, in chunk order, of the outlier counts of tokens x = 0..n-1 of the chunk
- * (ofs[x] = start | count << 16, recorded by pass 1; tokens before n0 are sinks: none) into pre[];
- * returns the total. Thread t owns tokens t*per .. t*per+per-1. */
-__device__ static uint32_t kvq_chunk_scan(const uint32_t *ofs, uint32_t *pre, uint32_t n0, uint32_t n, float *red_u) {
-    uint32_t *wsum = (uint32_t *)red_u;
-    const uint32_t per = (n + blockDim.x - 1) / blockDim.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    uint32_t x0 = threadIdx.x * per, mine = 0;
-    for (uint32_t x = x0; x < x0 + per && x < n; x++) mine += x >= n0 ? ofs[x] >> 16 : 0;
-    uint32_t inc = mine;
-    for (int o = 1; o < 32; o <<= 1) {
-        uint32_t y = __shfl_up_sync(0xffffffffu, inc, o);
-        if (lane >= (uint32_t)o) inc += y;
-    }
-    if (lane == 31) wsum[warp] = inc;
-    __syncthreads();
-    uint32_t before = 0, total = 0;
-    for (uint32_t w = 0; w < blockDim.x / 32; w++) { if (w < warp) before += wsum[w]; total += wsum[w]; }
-    uint32_t run = before + inc - mine;
-    for (uint32_t x = x0; x < x0 + per && x < n; x++) { pre[x] = run; run += x >= n0 ? ofs[x] >> 16 : 0; }
-    __syncthreads();
-    return total;
-}
-
-/* Last chunk index x with pre[x] <= j (the token holding flat outlier j). */
-__device__ static inline uint32_t kvq_find_token(const uint32_t *pre, uint32_t n, uint32_t j) {
-    uint32_t lo = 0, hi = n;          /* answer in [lo, hi) */
-    while (hi - lo > 1) {
-        uint32_t mid = (lo + hi) >> 1;
-        if (pre[mid] <= j) lo = mid; else hi = mid;
-    }
-    return lo;
-}
-
-/* Outlier corrections of one chunk, as a flat list of (token, entry) pairs, 4 per thread in
- * flight. Keys (IS_V false): score of token x += (stored - dense) x query rotated to the token's
- * position. Values: output += weight x (stored - dense) via shared atomics. */
-template <int D, int B, int GM, bool IS_V>
-__device__ static void kvq_outliers(const kvq_rt_geom &g, const kvq_rt_layer &L, const int32_t *ptab, uint32_t kvh,
-                                    uint32_t t0, uint32_t n, uint32_t total, const uint32_t *ofs, const uint32_t *pre,
-                                    const float *lutk, const float *lutv, const float *invf, const float *qs, float *sc,
-                                    float *oc, uint32_t CH) {
-    constexpr int WPH = D * B / 32, NL = 1 << B, SL = NL > 8 ? NL : 8, HALF = D / 2, U = 4;
-    const uint32_t vg = L.v_groups == 1 ? 0 : kvh, cap = IS_V ? L.v_cap : L.k_cap;
-    const size_t off_codes = IS_V ? L.off_vcodes : L.off_kcodes, off_list = IS_V ? L.off_vout : L.off_kout;
-    const int resid = (IS_V ? L.v_residual : L.k_residual) == KVQ_OUTLIER_RESIDUAL;
-    for (uint32_t j0 = 0; j0 < total; j0 += U * blockDim.x) {
-        uint32_t x[U], ent[U], w0[U], w1[U], zr[U], sh[U], slot[U];
-        const uint8_t *page[U];
-        bool ok[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            uint32_t j = j0 + u * blockDim.x + threadIdx.x;
-            ok[u] = j < total;
-            x[u] = ok[u] ? kvq_find_token(pre, n, j) : 0;
-            ent[u] = 0; zr[u] = 0; w0[u] = 0; w1[u] = 0; sh[u] = 0;
-            kvq_words(g, L, ptab, 0, 0, t0 + x[u], 0, &slot[u], &page[u]);
-            if (ok[u]) {
-                ent[u] = ((const uint32_t *)(page[u] + off_list))[(size_t)slot[u] * cap + (ofs[x[u]] & 0xFFFF) + (j - pre[x[u]])];
-                if (IS_V) zr[u] = ((const uint32_t *)(page[u] + L.off_vscale))[(size_t)slot[u] * L.v_groups + vg];
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {          /* the one or two words that hold the dense code */
-            if (ok[u] && !resid) {
-                uint32_t i = (ent[u] & 0xFFFF) - kvh * D, seg, k;
-                kvq_rt_channel_seg(i, D, &seg, &k);
-                uint32_t bit = k * B, wi = seg * B + bit / 32;
-                const uint32_t *wp = (const uint32_t *)(page[u] + off_codes) + ((size_t)kvh * g.page_tokens + slot[u]) * WPH;
-                sh[u] = bit % 32;
-                w0[u] = wp[wi];
-                if (sh[u] + B > 32) w1[u] = wp[wi + 1];
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            if (ok[u]) {
-                uint32_t i = (ent[u] & 0xFFFF) - kvh * D, t = t0 + x[u];
-                float v = __half2float(__ushort_as_half((uint16_t)(ent[u] >> 16)));
-                uint32_t code = (uint32_t)((((uint64_t)w1[u] << 32) | w0[u]) >> sh[u]) & ((1u << B) - 1);
-                if (IS_V) {
-                    float z = __half2float(__ushort_as_half((uint16_t)(zr[u] & 0xFFFF)));
-                    float r = __half2float(__ushort_as_half((uint16_t)(zr[u] >> 16)));
-                    float dlt = resid ? v : v - fmaf(lutv[code], r, z);
-#pragma unroll
-                    for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], sc[gq * CH + x[u]] * dlt);
-                } else {
-                    float dlt = resid ? v : v - lutk[i * SL + code], c, s;
-                    uint32_t jj = i % HALF;
-                    kvq_rope_cs(t, invf[jj], &c, &s);
-#pragma unroll
-                    for (int gq = 0; gq < GM; gq++) {
-                        float a = qs[gq * D + jj], b2 = qs[gq * D + jj + HALF];
-                        atomicAdd(&sc[gq * CH + x[u]], dlt * (i < HALF ? a * c + b2 * s : b2 * c - a * s));
-                    }
-                }
-            }
-        }
-    }
+/* Copy `bytes` (16 or 8) from global to shared memory asynchronously (cp.async, Ampere and later). */
+template <int BYTES>
+__device__ __forceinline__ void kvq_cp_async(void *dst, const void *src) {
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    if (BYTES == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+    else asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(d), "l"(src), "n"(BYTES));
 }
 
 template <int D, int B, int GM>
-__global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_layer L, kvq_rt_geom g, kvq_rt_rope rope,
-                                                      const uint16_t *q, int q_bf16, float scale, uint32_t CH,
-                                                      uint32_t nqg, float *part_o, float *part_ml, uint32_t nsplit) {
-    constexpr int LPT = D / 32, TPW = 32 / LPT, NGRP = NW * TPW, WPH = D * B / 32, NL = 1 << B;
-    constexpr int SL = NL > 8 ? NL : 8, HALF = D / 2;
-    extern __shared__ float sm[];
-    float *lutk = sm;                  /* (D, SL) per-channel dequantized levels */
-    float *lutv = lutk + D * SL;       /* (16) */
-    float *invf = lutv + 16;           /* (HALF) RoPE inverse frequencies */
-    float *qs = invf + HALF;           /* (GM, D) scaled query */
-    float *oc = qs + GM * D;           /* (GM, D) output accumulator */
-    float *red = oc + GM * D;          /* (GM * 2 + NW * GM) */
+__global__ void __launch_bounds__(NW * 32, GM == 4 ? 3 : 4) kvq_attn_q(kvq_rt_layer L, kvq_rt_geom g, kvq_rt_rope rope,
+                                                                      const float2 *rot, const uint16_t *q, int q_bf16, float scale, uint32_t CH,
+                                                                      uint32_t nqg, float *part_o, float *part_ml, uint32_t nsplit) {
+    using S = kvq_attn_shape<D, B, GM>;
+    constexpr int HALF = S::HALF, LPT = S::LPT, TP = S::TP, PP = S::PP, WPH = S::WPH, TB = S::TB;
+    constexpr int NL = S::NL, NE = S::NE, SL = S::SL, KT = S::KT, PIECE = S::PIECE;
+    extern __shared__ __align__(16) float sm[];
+    float *lkx = sm;                   /* (KT) key levels of channel p: [(p + p/PP) SL + v] */
+    float *lky = lkx + KT;             /* (KT) the same for channel p + HALF */
+    float2 *lutv = (float2 *)(lky + KT);  /* (NE, 16) value level pairs, one copy per half-warp lane */
+    float *qs = (float *)(lutv + NE * 16);/* (GM, D) scaled query */
+    float *oc = qs + GM * D;           /* (GM, D) output corrections (sinks, outliers) and the reduction */
+    float *invf = oc + GM * D;         /* (HALF) RoPE inverse frequencies */
+    float2 *e0 = (float2 *)(invf + HALF);  /* (HALF) rotation of position t0: cos, sin */
+    float *red = (float *)(e0 + HALF); /* (GM * 2 + NW * GM) */
     float *sc = red + 2 * GM + NW * GM;/* (GM, CH) scores, then weights */
     uint32_t *kofs = (uint32_t *)(sc + GM * CH);  /* (CH) key outliers: start | count << 16 */
     uint32_t *vofs = kofs + CH;                   /* (CH) value outliers */
     uint32_t *pre = vofs + CH;                    /* (CH) prefix of counts */
     uint32_t *wsc = pre + CH;                     /* (32) scan scratch */
+    uint8_t *ks = (uint8_t *)sm + kvq_attn_stage_offset<D, B, GM>(CH);  /* (CH, TB) the chunk's key codes */
+    uint8_t *vs = ks + (size_t)CH * TB;           /* (CH, TB) value codes */
+    uint32_t *vzr = (uint32_t *)(vs + (size_t)CH * TB);  /* (CH) value scales: fp16 z | r << 16 */
     const uint32_t b = blockIdx.z, kvh = blockIdx.y / nqg, qg = blockIdx.y % nqg, split = blockIdx.x;
     const uint32_t G = g.n_heads / g.n_kv_heads, len = g.lens[b], t0 = split * CH;
     const uint32_t t1 = min(len, t0 + CH), hq0 = kvh * G + qg * GM, nq = min((uint32_t)GM, G - qg * GM);
@@ -185,14 +95,32 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
         }
         return;
     }
-    if (tid < 16) { lutv[tid] = L.lut_v[tid]; oc[tid] = L.lut_k[tid]; }   /* oc: scratch until zeroed below */
-    if (tid < HALF) invf[tid] = rope.inv_freq[tid];
-    __syncthreads();
-    for (uint32_t x = tid; x < D * SL; x += blockDim.x) {
-        uint32_t c = x / SL, v = x % SL;
-        lutk[x] = v < NL ? fmaf(oc[v], L.kr[kvh * D + c], L.kz[kvh * D + c]) : 0.0f;
+    const uint32_t tq0 = max(t0, g.n_sink), n = t1 - t0, nd = t1 > tq0 ? t1 - tq0 : 0;
+    const uint32_t vg = L.v_groups == 1 ? 0 : kvh;
+    const int32_t *ptab = g.page_table + (size_t)b * g.max_pages;
+    /* ---- stage the chunk's codes and value scales (quantized tokens x = t - t0 >= tq0 - t0) ---- */
+    {
+        constexpr int PPTOK = TB / PIECE;
+        for (uint32_t i = tid; i < nd * 2 * PPTOK; i += blockDim.x) {
+            uint32_t x = i / (2 * PPTOK), r = i % (2 * PPTOK), isv = r / PPTOK, pc = r % PPTOK, slot;
+            const uint8_t *page;
+            const uint32_t *w = kvq_words(g, L, ptab, isv ? L.off_vcodes : L.off_kcodes, kvh, tq0 + x, WPH, &slot, &page);
+            kvq_cp_async<PIECE>((isv ? vs : ks) + (size_t)(tq0 - t0 + x) * TB + pc * PIECE, (const uint8_t *)w + pc * PIECE);
+        }
+        for (uint32_t x = tid; x < nd; x += blockDim.x) {
+            uint32_t slot;
+            const uint8_t *page;
+            kvq_words(g, L, ptab, 0, 0, tq0 + x, 0, &slot, &page);
+            kvq_cp_async<4>(vzr + (tq0 - t0 + x), (const uint32_t *)(page + L.off_vscale) + (size_t)slot * L.v_groups + vg);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);
     }
-    __syncthreads();
+    if (tid < HALF) {
+        float c, sn;
+        invf[tid] = rope.inv_freq[tid];
+        kvq_rope_cs(t0, rope.inv_freq[tid], &c, &sn);
+        e0[tid] = make_float2(c, sn);
+    }
     for (uint32_t x = tid; x < GM * D; x += blockDim.x) {
         uint32_t gq = x / D, i = x % D;
         float v = 0.0f;
@@ -203,10 +131,27 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
         qs[x] = v;
         oc[x] = 0.0f;
     }
+    for (uint32_t x = tid; x < 2 * HALF * SL; x += blockDim.x) {   /* per-channel key levels */
+        uint32_t y = x / (HALF * SL), p = (x / SL) % HALF, v = x % SL, c = kvh * D + p + y * HALF;
+        (y ? lky : lkx)[(p + p / PP) * SL + v] = v < NL ? fmaf(L.lut_k[v], L.kr[c], L.kz[c]) : 0.0f;
+    }
+    for (uint32_t x = tid; x < NE * 16; x += blockDim.x) {
+        uint32_t e = x >> 4;
+        lutv[x] = make_float2(L.lut_v[e & (NL - 1)], L.lut_v[e >> B]);
+    }
+    /* outlier offsets of the chunk's tokens, for the flat lists below */
+    for (uint32_t t = tq0 + tid; t < t1 && (L.k_cap | L.v_cap); t += blockDim.x) {
+        const uint8_t *pg;
+        uint32_t sl, ko0 = 0, ko1 = 0, vo0 = 0, vo1 = 0;
+        kvq_words(g, L, ptab, 0, 0, t, 0, &sl, &pg);
+        const uint16_t *ko = (const uint16_t *)(pg + L.off_koff) + (size_t)sl * (g.n_kv_heads + 1) + kvh;
+        const uint16_t *vo = (const uint16_t *)(pg + L.off_voff) + (size_t)sl * (g.n_kv_heads + 1) + kvh;
+        if (L.k_cap) { ko0 = ko[0]; ko1 = ko[1]; }
+        if (L.v_cap) { vo0 = vo[0]; vo1 = vo[1]; }
+        kofs[t - t0] = ko0 | (ko1 - ko0) << 16;
+        vofs[t - t0] = vo0 | (vo1 - vo0) << 16;
+    }
     __syncthreads();
-    const uint32_t H = g.n_kv_heads;
-    const uint32_t tq0 = max(t0, g.n_sink), s = lane % LPT, grp = warp * TPW + lane / LPT;
-    const int32_t *ptab = g.page_table + (size_t)b * g.max_pages;
 
     /* ---- sink tokens (fp16, exact RoPE), warp 0 ---- */
     for (uint32_t t = t0; t < min(t1, g.n_sink); t++) {
@@ -228,82 +173,67 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
             if (lane == 0) sc[gq * CH + (t - t0)] = part[gq];
         }
     }
+    asm volatile("cp.async.wait_all;\n" ::);
+    __syncthreads();
 
-    /* ---- pass 1: dense scores of quantized tokens; codes prefetched two tokens ahead ---- */
-    if (tq0 < t1) {
-        float qa[GM][16], qb[GM][16], stc[16], sts[16];
-        uint32_t p = tq0 + grp;
+    /* ---- pass 1: key scores. Warp w walks tokens tq0 + w TP + g, stepping NW TP; lane (g, m) holds
+     * its PP pairs of the query rotated by -position, stepped with a fixed rotation. ---- */
+    const uint32_t gl = lane / LPT, ml = lane % LPT;
+    if (nd) {
+        float qx[GM][PP], qy[GM][PP], stc[PP], sts[PP];
+        const uint32_t x0 = tq0 - t0 + warp * TP + gl;   /* the lane's first token, < KVQ_RT_ROT_N */
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            uint32_t i = 16 * s + j;
-            float f = invf[i], c, sn;
-            kvq_rope_cs(p, f, &c, &sn);
-            kvq_rope_cs(NGRP, f, &stc[j], &sts[j]);
+        for (int k = 0; k < PP; k++) {
+            uint32_t p = ml * PP + k;
+            float2 r = kvq_cmul(e0[p], rot[min(x0, (uint32_t)KVQ_RT_ROT_N - 1) * HALF + p]), st = rot[NW * TP * HALF + p];
+            stc[k] = st.x;
+            sts[k] = st.y;
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) {
-                float x = qs[gq * D + i], y = qs[gq * D + i + HALF];
-                qa[gq][j] = x * c + y * sn;
-                qb[gq][j] = y * c - x * sn;
+                float x = qs[gq * D + p], y = qs[gq * D + p + HALF];
+                qx[gq][k] = x * r.x + y * r.y;
+                qy[gq][k] = y * r.x - x * r.y;
             }
         }
-        uint32_t slot;
-        const uint8_t *page;
-        uint32_t kwA[B], kwB[B];
-        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(p, t1 - 1), WPH, &slot, &page) + s * B, kwA);
-        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, kwB);
-        for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
-            uint32_t t = tb + lane / LPT, kw[B];
-            uint32_t ko0 = 0, ko1 = 0, vo0 = 0, vo1 = 0;
-            if (s == 0 && t < t1 && (L.k_cap | L.v_cap)) {    /* outlier offsets, stored below */
-                const uint8_t *pg;
-                uint32_t sl;
-                kvq_words(g, L, ptab, 0, 0, t, 0, &sl, &pg);
-                const uint16_t *ko = (const uint16_t *)(pg + L.off_koff) + (size_t)sl * (H + 1) + kvh;
-                const uint16_t *vo = (const uint16_t *)(pg + L.off_voff) + (size_t)sl * (H + 1) + kvh;
-                if (L.k_cap) { ko0 = ko[0]; ko1 = ko[1]; }
-                if (L.v_cap) { vo0 = vo[0]; vo1 = vo[1]; }
-            }
-#pragma unroll
-            for (int i = 0; i < B; i++) { kw[i] = kwA[i]; kwA[i] = kwB[i]; }
-            kvq_load_words<B>(kvq_words(g, L, ptab, L.off_kcodes, kvh, min(t + 2 * NGRP, t1 - 1), WPH, &slot, &page) + s * B, kwB);
+        const uint32_t toff = (ml * PP + ml) * SL * 4;   /* this lane's rows of lkx/lky, bytes; SL*4-aligned */
+        for (uint32_t tb = tq0 + warp * TP; tb < t1; tb += NW * TP) {
+            const uint32_t t = tb + gl, x = min(t, t1 - 1) - t0;
+            kvq_fields<PP, B, WPH> f;
+            f.load((const uint32_t *)(ks + (size_t)x * TB), ml * PP);
             float acc[GM];
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) acc[gq] = 0.0f;
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const uint32_t i = 16 * s + j;
-                float ka = lutk[i * SL + kvq_code_at<B>(kw, 2 * j)];
-                float kb = lutk[(i + HALF) * SL + kvq_code_at<B>(kw, 2 * j + 1)];
+            for (int k = 0; k < PP; k++) {
+                const char *tab = (const char *)sm + k * SL * 4;
+                float kx = *(const float *)(tab + (toff | kvq_code_off<B, 2>(f.x, 2 * B * k)));
+                float ky = *(const float *)(tab + KT * 4 + (toff | kvq_code_off<B, 2>(f.x, 2 * B * k + B)));
 #pragma unroll
-                for (int gq = 0; gq < GM; gq++) acc[gq] = fmaf(ka, qa[gq][j], fmaf(kb, qb[gq][j], acc[gq]));
+                for (int gq = 0; gq < GM; gq++) acc[gq] = fmaf(kx, qx[gq][k], fmaf(ky, qy[gq][k], acc[gq]));
             }
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) {
 #pragma unroll
                 for (int o = 1; o < LPT; o <<= 1) acc[gq] += __shfl_xor_sync(0xffffffffu, acc[gq], o);
-                if (t < t1 && s == 0) sc[gq * CH + (t - t0)] = acc[gq];
-            }
-            if (s == 0 && t < t1) {
-                kofs[t - t0] = ko0 | (ko1 - ko0) << 16;
-                vofs[t - t0] = vo0 | (vo1 - vo0) << 16;
+                if (t < t1 && ml == 0) sc[gq * CH + (t - t0)] = acc[gq];
             }
 #pragma unroll
-            for (int j = 0; j < 16; j++) {
+            for (int k = 0; k < PP; k++) {
 #pragma unroll
                 for (int gq = 0; gq < GM; gq++) {
-                    float x = qa[gq][j], y = qb[gq][j];
-                    qa[gq][j] = x * stc[j] + y * sts[j];
-                    qb[gq][j] = y * stc[j] - x * sts[j];
+                    float xx = qx[gq][k], yy = qy[gq][k];
+                    qx[gq][k] = xx * stc[k] + yy * sts[k];
+                    qy[gq][k] = yy * stc[k] - xx * sts[k];
                 }
             }
         }
     }
     __syncthreads();
     /* ---- key outliers: flat list over the chunk ---- */
-    const uint32_t n = t1 - t0;
     if (L.k_cap) {
         uint32_t total = kvq_chunk_scan(kofs, pre, tq0 - t0, n, (float *)wsc);
-        kvq_outliers<D, B, GM, false>(g, L, ptab, kvh, t0, n, total, kofs, pre, lutk, lutv, invf, qs, sc, oc, CH);
+        kvq_outliers<D, B, GM, false>(g, L, ptab, kvh, t0, n, total, kofs, pre, (const uint32_t *)ks, vzr, e0, rot, qs,
+                                       sc, oc, CH);
         __syncthreads();
     }
 
@@ -320,66 +250,60 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
             for (int gq = 0; gq < GM; gq++) atomicAdd(&oc[gq * D + i], sc[gq * CH + (t - t0)] * v);
         }
     }
-    const uint32_t vg = L.v_groups == 1 ? 0 : kvh;
     if (L.v_cap) {
         uint32_t total = kvq_chunk_scan(vofs, pre, tq0 - t0, n, (float *)wsc);
-        kvq_outliers<D, B, GM, true>(g, L, ptab, kvh, t0, n, total, vofs, pre, lutk, lutv, invf, qs, sc, oc, CH);
+        kvq_outliers<D, B, GM, true>(g, L, ptab, kvh, t0, n, total, vofs, pre, (const uint32_t *)vs, vzr, e0, rot, qs,
+                                      sc, oc, CH);
     }
-    float oa[GM][32], za[GM];
+    float oa[GM][2 * PP], za[GM];
 #pragma unroll
     for (int gq = 0; gq < GM; gq++) {
         za[gq] = 0.0f;
 #pragma unroll
-        for (int k = 0; k < 32; k++) oa[gq][k] = 0.0f;
+        for (int k = 0; k < 2 * PP; k++) oa[gq][k] = 0.0f;
     }
-    if (tq0 < t1) {
-        uint32_t p = tq0 + grp, slot;
-        const uint8_t *page;
-        uint32_t vwA[B], vwB[B], zrA, zrB;
-        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p, t1 - 1), WPH, &slot, &page) + s * B, vwA);
-        zrA = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-        kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(p + NGRP, t1 - 1), WPH, &slot, &page) + s * B, vwB);
-        zrB = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-        for (uint32_t tb = tq0 + warp * TPW; tb < t1; tb += NGRP) {
-            uint32_t t = tb + lane / LPT, vw[B], zr = zrA;
-            bool ok = t < t1;
+    const uint32_t voff = (lane & 15) * 8;   /* this lane's copy in lutv (bytes 3..6; entries from bit 7) */
+    for (uint32_t tb = tq0 + warp * TP; tb < t1; tb += NW * TP) {
+        const uint32_t t = tb + gl, x = min(t, t1 - 1) - t0, zr = vzr[x];
+        kvq_fields<PP, B, WPH> f;
+        f.load((const uint32_t *)(vs + (size_t)x * TB), ml * PP);
+        float z = __half2float(__ushort_as_half((uint16_t)(zr & 0xFFFF)));
+        float r = __half2float(__ushort_as_half((uint16_t)(zr >> 16)));
+        float w[GM];
 #pragma unroll
-            for (int i = 0; i < B; i++) { vw[i] = vwA[i]; vwA[i] = vwB[i]; }
-            zrA = zrB;
-            kvq_load_words<B>(kvq_words(g, L, ptab, L.off_vcodes, kvh, min(t + 2 * NGRP, t1 - 1), WPH, &slot, &page) + s * B, vwB);
-            zrB = ((const uint32_t *)(page + L.off_vscale))[(size_t)slot * L.v_groups + vg];
-            float z = __half2float(__ushort_as_half((uint16_t)(zr & 0xFFFF)));
-            float r = __half2float(__ushort_as_half((uint16_t)(zr >> 16)));
-            float w[GM];
+        for (int gq = 0; gq < GM; gq++) {
+            float pw = t < t1 ? sc[gq * CH + x] : 0.0f;
+            w[gq] = pw * r;
+            za[gq] = fmaf(pw, z, za[gq]);
+        }
+#pragma unroll
+        for (int k = 0; k < PP; k++) {
+            float2 lv = *(const float2 *)((const char *)lutv + (voff | kvq_code_off<2 * B, 7>(f.x, 2 * B * k)));
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) {
-                float pw = ok ? sc[gq * CH + (min(t, t1 - 1) - t0)] : 0.0f;
-                w[gq] = pw * r;
-                za[gq] = fmaf(pw, z, za[gq]);
-            }
-#pragma unroll
-            for (int k = 0; k < 32; k++) {
-                float lv = lutv[kvq_code_at<B>(vw, k)];
-#pragma unroll
-                for (int gq = 0; gq < GM; gq++) oa[gq][k] = fmaf(w[gq], lv, oa[gq][k]);
+                oa[gq][2 * k] = fmaf(w[gq], lv.x, oa[gq][2 * k]);
+                oa[gq][2 * k + 1] = fmaf(w[gq], lv.y, oa[gq][2 * k + 1]);
             }
         }
     }
-    /* lanes with equal s hold the same channels: reduce over the warp's token groups */
+    /* lanes with equal ml hold the same channels: reduce over the warp's tokens */
 #pragma unroll
     for (int gq = 0; gq < GM; gq++) {
 #pragma unroll
         for (int o = LPT; o < 32; o <<= 1) {
             za[gq] += __shfl_xor_sync(0xffffffffu, za[gq], o);
 #pragma unroll
-            for (int k = 0; k < 32; k++) oa[gq][k] += __shfl_xor_sync(0xffffffffu, oa[gq][k], o);
+            for (int k = 0; k < 2 * PP; k++) oa[gq][k] += __shfl_xor_sync(0xffffffffu, oa[gq][k], o);
         }
     }
     if (lane < LPT) {
 #pragma unroll
         for (int gq = 0; gq < GM; gq++) {
 #pragma unroll
-            for (int k = 0; k < 32; k++) atomicAdd(&oc[gq * D + kvq_rt_seg_channel(k, s, D)], oa[gq][k]);
+            for (int k = 0; k < PP; k++) {
+                atomicAdd(&oc[gq * D + ml * PP + k], oa[gq][2 * k]);
+                atomicAdd(&oc[gq * D + ml * PP + k + HALF], oa[gq][2 * k + 1]);
+            }
             if (lane == 0) red[2 * GM + warp * GM + gq] = za[gq];
         }
     }
@@ -396,39 +320,73 @@ __global__ void __launch_bounds__(NW * 32, GM == 1 ? 4 : 1) kvq_attn_q(kvq_rt_la
     }
 }
 
-/* Merge the splits of each (slot, query head): out = sum_s e^(m_s-M) o_s / sum_s e^(m_s-M) l_s. */
+/* Merge the splits of each (slot, query head): out = sum_s e^(m_s-M) o_s / sum_s e^(m_s-M) l_s.
+ * Block of G x D threads (G = KVQ_COMBINE_G, rt_attn.cuh): split maxima and sums are block
+ * reductions; thread (grp, i) accumulates channel i over the splits s = grp (mod G), 1024 split
+ * weights at a time. */
+enum { KVQ_COMBINE_TILE = 1024 };
+__device__ static float kvq_block_reduce(float v, int is_max, float *red) {
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o; o >>= 1) {
+        float y = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, y) : v + y;
+    }
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = red[0];
+    for (uint32_t w = 1; w < nw; w++) v = is_max ? fmaxf(v, red[w]) : v + red[w];
+    return v;
+}
+
 __global__ void kvq_rt_combine(const float *part_o, const float *part_ml, uint32_t nsplit, uint32_t D,
                                void *out, int out_f16) {
-    size_t bh = blockIdx.x;
+    __shared__ float wsh[KVQ_COMBINE_TILE], red[32], osum[KVQ_COMBINE_G * 128];
+    const size_t bh = blockIdx.x;
+    const float *ml = part_ml + bh * nsplit * 2, *po = part_o + bh * nsplit * D;
+    const uint32_t tid = threadIdx.x, i = tid % D, grp = tid / D, G = blockDim.x / D;
     float M = -INFINITY;
-    for (uint32_t s = 0; s < nsplit; s++) M = fmaxf(M, part_ml[(bh * nsplit + s) * 2]);
+    for (uint32_t s = tid; s < nsplit; s += blockDim.x) M = fmaxf(M, ml[2 * s]);
+    M = kvq_block_reduce(M, 1, red);
     float l = 0.0f;
-    for (uint32_t s = 0; s < nsplit; s++) {
-        float m = part_ml[(bh * nsplit + s) * 2];
-        if (m > -INFINITY) l += expf(m - M) * part_ml[(bh * nsplit + s) * 2 + 1];
-    }
-    for (uint32_t i = threadIdx.x; i < D; i += blockDim.x) {
-        float o = 0.0f;
-        for (uint32_t s = 0; s < nsplit; s++) {
-            float m = part_ml[(bh * nsplit + s) * 2];
-            if (m > -INFINITY) o += expf(m - M) * part_o[(bh * nsplit + s) * D + i];
+    for (uint32_t s = tid; s < nsplit; s += blockDim.x)
+        if (ml[2 * s] > -INFINITY) l += expf(ml[2 * s] - M) * ml[2 * s + 1];
+    l = kvq_block_reduce(l, 0, red);
+    float o = 0.0f;
+    for (uint32_t s0 = 0; s0 < nsplit; s0 += KVQ_COMBINE_TILE) {
+        const uint32_t nt = min((uint32_t)KVQ_COMBINE_TILE, nsplit - s0);
+        __syncthreads();
+        for (uint32_t j = tid; j < nt; j += blockDim.x) {
+            float m = ml[2 * (s0 + j)];
+            wsh[j] = m > -INFINITY ? expf(m - M) : 0.0f;
         }
+        __syncthreads();
+#pragma unroll 8
+        for (uint32_t j = grp; j < nt; j += G) o = fmaf(wsh[j], po[(size_t)(s0 + j) * D + i], o);
+    }
+    osum[grp * D + i] = o;
+    __syncthreads();
+    if (grp == 0) {
+        for (uint32_t g2 = 1; g2 < G; g2++) o += osum[g2 * D + i];
         o = l > 0.0f ? o / l : 0.0f;
         if (out_f16) ((__half *)out)[bh * D + i] = __float2half_rn(o);
         else ((float *)out)[bh * D + i] = o;
     }
 }
 
-typedef void (*kvq_attn_fn)(kvq_rt_layer, kvq_rt_geom, kvq_rt_rope, const uint16_t *, int, float, uint32_t,
+typedef void (*kvq_attn_fn)(kvq_rt_layer, kvq_rt_geom, kvq_rt_rope, const float2 *, const uint16_t *, int, float, uint32_t,
                             uint32_t, float *, float *, uint32_t);
 
+/* The kernel for (head_dim, bits, query heads per block) and its shared memory for chunk CH. */
+template <int D, int B, int GM>
+static kvq_attn_fn pick(uint32_t CH, size_t *smem) { *smem = kvq_attn_smem<D, B, GM>(CH); return kvq_attn_q<D, B, GM>; }
 template <int D, int B>
-static kvq_attn_fn pick_gm(int gm) {
-    return gm == 1 ? kvq_attn_q<D, B, 1> : gm == 2 ? kvq_attn_q<D, B, 2> : kvq_attn_q<D, B, 4>;
+static kvq_attn_fn pick_gm(int gm, uint32_t CH, size_t *smem) {
+    return gm == 1 ? pick<D, B, 1>(CH, smem) : gm == 2 ? pick<D, B, 2>(CH, smem) : pick<D, B, 4>(CH, smem);
 }
 template <int D>
-static kvq_attn_fn pick_b(int b, int gm) {
-    return b == 2 ? pick_gm<D, 2>(gm) : b == 3 ? pick_gm<D, 3>(gm) : pick_gm<D, 4>(gm);
+static kvq_attn_fn pick_b(int b, int gm, uint32_t CH, size_t *smem) {
+    return b == 2 ? pick_gm<D, 2>(gm, CH, smem) : b == 3 ? pick_gm<D, 3>(gm, CH, smem) : pick_gm<D, 4>(gm, CH, smem);
 }
 
 kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kvq_rt_dtype q_dt,
@@ -445,20 +403,22 @@ kvq_status kvq_rt_attention(kvq_rt_cache *c, uint32_t layer, const void *d_q, kv
     uint32_t nqg = (G + gm - 1) / gm, maxlen = 0;
     for (uint32_t i = 0; i < c->o.batch; i++) maxlen = c->h_lens[i] > maxlen ? c->h_lens[i] : maxlen;
     if (!scale) scale = 1.0f / sqrtf((float)D);
-    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, c->o.batch * d->n_kv_heads * nqg);
+    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, c->o.batch * d->n_kv_heads * nqg, KVQ_ATTN_CHUNK);
     kvq_status st = kvq_attn_work(&c->d_work, &c->work_bytes, c->o.batch, d->n_heads, D, pl.nsplit, why, why_len);
     if (st != KVQ_OK) return st;
     float *part_o = c->d_work, *part_ml = part_o + (size_t)c->o.batch * d->n_heads * pl.nsplit * D;
     kvq_rt_rope rope;
     memcpy(rope.inv_freq, c->rt->inv_freq, sizeof rope.inv_freq);
-    kvq_attn_fn fn = D == 64 ? pick_b<64>(L->bits, gm) : pick_b<128>(L->bits, gm);
-    uint32_t NL = 1u << L->bits, SL = NL > 8 ? NL : 8;
-    size_t smem = (size_t)(D * SL + 16 + D / 2 + 2 * gm * D + 2 * gm + NW * gm + gm * pl.chunk + 3 * pl.chunk + 32) * sizeof(float);
+    size_t smem = 0;
+    kvq_attn_fn fn = D == 64 ? pick_b<64>((int)L->bits, (int)gm, pl.chunk, &smem)
+                             : pick_b<128>((int)L->bits, (int)gm, pl.chunk, &smem);
+    KVQ_CU(cudaFuncSetAttribute((const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(pl.nsplit, d->n_kv_heads * nqg, c->o.batch);
-    fn<<<grid, NW * 32, smem>>>(*L, kvq_rt_geom_of(c, layer), rope, (const uint16_t *)d_q, q_dt == KVQ_RT_BF16, scale,
+    fn<<<grid, NW * 32, smem>>>(*L, kvq_rt_geom_of(c, layer), rope, c->rt->d_rot, (const uint16_t *)d_q, q_dt == KVQ_RT_BF16, scale,
                                 pl.chunk, nqg, part_o, part_ml, pl.nsplit);
     KVQ_CU(cudaGetLastError());
-    kvq_rt_combine<<<c->o.batch * d->n_heads, D>>>(part_o, part_ml, pl.nsplit, D, d_out, out_dt == KVQ_RT_F16);
+    kvq_rt_combine<<<c->o.batch * d->n_heads, KVQ_COMBINE_G * D>>>(part_o, part_ml, pl.nsplit, D, d_out,
+                                                                 out_dt == KVQ_RT_F16);
     KVQ_CU(cudaGetLastError());
     return KVQ_OK;
 }

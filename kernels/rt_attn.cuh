@@ -8,15 +8,15 @@
 typedef struct kvq_attn_plan { uint32_t chunk, nsplit; } kvq_attn_plan;
 
 /* Tokens per block: enough blocks to fill the GPU several times over (units = blocks that
- * share a split index), within [64, 1024]. */
-static inline kvq_attn_plan kvq_attn_make_plan(uint32_t maxlen, uint32_t units) {
+ * share a split index), a multiple of 64 within [64, max_chunk]. */
+static inline kvq_attn_plan kvq_attn_make_plan(uint32_t maxlen, uint32_t units, uint32_t max_chunk) {
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     uint64_t want = (uint64_t)sms * 8;
     uint64_t chunk = ((uint64_t)maxlen * units + want - 1) / want;
     chunk = (chunk + 63) / 64 * 64;
     if (chunk < 64) chunk = 64;
-    if (chunk > 1024) chunk = 1024;
+    if (chunk > max_chunk) chunk = max_chunk;
     kvq_attn_plan p;
     p.chunk = (uint32_t)chunk;
     p.nsplit = maxlen ? (uint32_t)((maxlen + chunk - 1) / chunk) : 1;
@@ -76,6 +76,8 @@ __device__ __forceinline__ void kvq_chunk_softmax(float *sc, float *red, uint32_
     __syncthreads();
 }
 
+/* Merge the splits (rt_attention.cu); launch one block of KVQ_COMBINE_G * D threads per (slot, head). */
+enum { KVQ_COMBINE_G = 4 };
 __global__ void kvq_rt_combine(const float *part_o, const float *part_ml, uint32_t nsplit, uint32_t D,
                                void *out, int out_f16);
 

@@ -139,7 +139,7 @@ kvq_status kvq_rt_fp16_attention(const uint16_t *d_k, const uint16_t *d_v, uint3
         maxlen = lens[i] > maxlen ? lens[i] : maxlen;
     }
     if (!scale) scale = 1.0f / sqrtf((float)head_dim);
-    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, batch * n_kv_heads * nqg);
+    kvq_attn_plan pl = kvq_attn_make_plan(maxlen, batch * n_kv_heads * nqg, 1024);
     float *part_o = (float *)d_work, *part_ml = part_o + (size_t)batch * n_heads * pl.nsplit * head_dim;
     kvq_f16_fn fn;
     if (head_dim == 64) fn = gm == 1 ? kvq_attn_f16<64, 1> : gm == 2 ? kvq_attn_f16<64, 2> : kvq_attn_f16<64, 4>;
@@ -149,7 +149,7 @@ kvq_status kvq_rt_fp16_attention(const uint16_t *d_k, const uint16_t *d_v, uint3
     fn<<<grid, NW16 * 32, smem>>>(d_k, d_v, max_tokens, d_lens, n_heads, n_kv_heads, d_q, scale, pl.chunk, nqg,
                                   part_o, part_ml, pl.nsplit);
     KVQ_CU(cudaGetLastError());
-    kvq_rt_combine<<<batch * n_heads, head_dim>>>(part_o, part_ml, pl.nsplit, head_dim, d_out, 0);
+    kvq_rt_combine<<<batch * n_heads, KVQ_COMBINE_G * head_dim>>>(part_o, part_ml, pl.nsplit, head_dim, d_out, 0);
     KVQ_CU(cudaGetLastError());
     return KVQ_OK;
 }

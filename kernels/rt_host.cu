@@ -147,6 +147,30 @@ static kvq_status check_dims(const kvq_codebook *cb, const kvq_rt_dims *d, char 
     return KVQ_OK;
 }
 
+/* rt->d_rot: the rotations by o = 0..KVQ_RT_ROT_N-1 positions of every RoPE pair, angle o * inv_freq
+ * formed and rounded in double (the attention kernel multiplies them onto the exact rotation of its
+ * chunk's first position instead of evaluating sin/cos per token). */
+static kvq_status make_rot_table(kvq_rt *rt, char *why, size_t why_len) {
+    uint32_t half = rt->dims.head_dim / 2;
+    size_t n = (size_t)KVQ_RT_ROT_N * half;
+    float2 *h = (float2 *)malloc(n * sizeof *h);
+    if (!h) return KVQ_ERR_NOMEM;
+    for (uint32_t o = 0; o < KVQ_RT_ROT_N; o++)
+        for (uint32_t i = 0; i < half; i++) {
+            double a = (double)o * (double)rt->inv_freq[i];
+            h[(size_t)o * half + i] = make_float2((float)cos(a), (float)sin(a));
+        }
+    cudaError_t e = cudaMalloc((void **)&rt->d_rot, n * sizeof *h);
+    if (e == cudaSuccess) e = cudaMemcpy(rt->d_rot, h, n * sizeof *h, cudaMemcpyHostToDevice);
+    free(h);
+    if (e != cudaSuccess) {
+        kvq_rt_why(why, why_len, "%s:%d: cudaMalloc/cudaMemcpy of the RoPE rotation table: %s", __FILE__, __LINE__,
+                   cudaGetErrorString(e));
+        return KVQ_ERR_CUDA;
+    }
+    return KVQ_OK;
+}
+
 kvq_status kvq_rt_open(kvq_rt **out, const kvq_codebook *cb, const kvq_rt_dims *d, char *why, size_t why_len) {
     if (!out || !cb || !d) { kvq_rt_why(why, why_len, "NULL argument"); return KVQ_ERR_ARG; }
     *out = NULL;
@@ -184,6 +208,7 @@ kvq_status kvq_rt_open(kvq_rt **out, const kvq_codebook *cb, const kvq_rt_dims *
         rt->layers[l].kr = rt->layers[l].kz + kv_dim;
     }
     rope_freqs(&cb->model, d->head_dim, rt->inv_freq);
+    if ((st = make_rot_table(rt, why, why_len)) != KVQ_OK) { kvq_rt_close(rt); return st; }
     *out = rt;
     return KVQ_OK;
 }
@@ -197,6 +222,7 @@ kvq_status kvq_rt_rope_freqs(const kvq_rt *rt, float *inv_freq) {
 void kvq_rt_close(kvq_rt *rt) {
     if (!rt) return;
     if (rt->d_kzr) cudaFree(rt->d_kzr);
+    if (rt->d_rot) cudaFree(rt->d_rot);
     free(rt->layers);
     free(rt);
 }

@@ -26,7 +26,8 @@ void kvq_rt_why(char *why, size_t why_len, const char *fmt, ...);
         }                                                                                     \
     } while (0)
 
-enum { KVQ_RT_MAX_L = 16, KVQ_RT_SEG = 32 /* codes per lane segment */ };
+enum { KVQ_RT_MAX_L = 16, KVQ_RT_SEG = 32 /* codes per lane segment */,
+       KVQ_RT_ROT_N = 512 /* offsets in kvq_rt.d_rot: at least the attention kernel's most tokens per block */ };
 
 /* Per-layer constants, passed by value to kernels (lands in the constant bank). */
 typedef struct kvq_rt_layer {
@@ -52,6 +53,7 @@ struct kvq_rt {
     kvq_rt_layer *layers;        /* (n_layers) host copies; kz/kr point to device arrays */
     float *d_kzr;                /* (n_layers, 2, kv_dim) device storage of kz, kr */
     float inv_freq[64];          /* (head_dim/2) RoPE inverse frequencies, scaling applied */
+    float2 *d_rot;               /* (KVQ_RT_ROT_N, head_dim/2) device: cos, sin of o * inv_freq[i] (angle in double) */
 };
 
 /* Geometry every kernel needs, by value. */
