@@ -126,7 +126,10 @@ void kvq_capture_writer_set_direct(kvq_capture_writer *w, int direct);
  * meta.layers), then commit. fisher_k/fisher_v must be NULL exactly when meta.fisher == 0. Data
  * is checked finite (KVQ_ERR_NONFINITE names layer, tensor, row and sample). Nothing of the
  * sample is visible to readers before kvq_capture_commit returns KVQ_OK; after an error the
- * writer must be closed (the file keeps every previously committed sample). */
+ * writer must be closed (the file keeps every previously committed sample). put_layer reads the
+ * arrays only until it returns: it stages the layer (converted, checksummed) and writes the
+ * previously put layer meanwhile; commit writes the last one. So a write error (disk full) may be
+ * reported by the put_layer or commit after the layer's own call; its message names the layer. */
 kvq_status kvq_capture_begin(kvq_capture_writer *w, uint64_t window_start, size_t length,
                              char *why, size_t why_len);
 kvq_status kvq_capture_put_layer(kvq_capture_writer *w, uint32_t slot,

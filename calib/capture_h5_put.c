@@ -137,9 +137,21 @@ kvq_status kvq_cap_write_pending(kvq_capture_writer *w, char *why, size_t why_le
     kvq_cap_stage *s = &w->stage[w->pending];
     kvq_status st = KVQ_OK;
     if (!s->full) return KVQ_OK;
-    for (int t = 0; t < s->nt && !st; t++) st = write_tensor(w, s, t, why, why_len);
+    int t = 0;
+    for (; t < s->nt && !st; t++) st = write_tensor(w, s, t, why, why_len);
     s->full = 0;
     if (st) {
+        size_t len = why ? strlen(why) : 0;
+        char msg[512];
+        if (len && why_len > 1) {   /* prefix the layer and tensor that failed */
+            snprintf(msg, sizeof msg, "writing layer %u %s: ", w->meta.layers[s->slot],
+                     kvq_capture_tensor_name((kvq_capture_tensor)(t - 1)));
+            size_t m = strlen(msg);
+            if (m + len < why_len) {
+                memmove(why + m, why, len + 1);
+                memcpy(why, msg, m);
+            }
+        }
         w->broken = 1;
         return st;
     }

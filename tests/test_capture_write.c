@@ -5,12 +5,18 @@
  * be equal, for each storage type, and the files of different team sizes must be byte-identical
  * (no timestamps; statistics summed in row order whatever the threads). Sample lengths that do
  * not fill whole chunks (a short sample, then rows no longer chunk-aligned) take the pipeline
- * inside the same file. */
+ * inside the same file. A chunk write that fails (RLIMIT_FSIZE, a disk-full stand-in) is reported
+ * by the next call with the layer and tensor named, although the layer was put one call earlier. */
 #include <hdf5.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "capture_h5.h"
 #include "kvq_test.h"
@@ -37,8 +43,7 @@ static void fill(float *x, size_t n, uint64_t seed) {
     }
 }
 
-static void write_file(const char *path, kvq_capture_dtype dtype, int threads, int direct, float *x /* (4, SEQ, KV) */) {
-    char why[512] = "";
+static void meta_of(kvq_capture_meta *m, kvq_capture_dtype dtype) {
     kvq_model_identity id;
     memset(&id, 0, sizeof id);
     id.n_layers = LAYERS;
@@ -46,11 +51,16 @@ static void write_file(const char *path, kvq_capture_dtype dtype, int threads, i
     id.head_dim = KV / 16;
     id.hidden = KV;
     id.vocab = 100;
+    kvq_capture_meta_init(m, &id);
+    m->seq_len = SEQ;
+    m->samples_requested = N_SAMP;
+    m->dtype = dtype;
+}
+
+static void write_file(const char *path, kvq_capture_dtype dtype, int threads, int direct, float *x /* (4, SEQ, KV) */) {
+    char why[512] = "";
     kvq_capture_meta m;
-    kvq_capture_meta_init(&m, &id);
-    m.seq_len = SEQ;
-    m.samples_requested = N_SAMP;
-    m.dtype = dtype;
+    meta_of(&m, dtype);
     kvq_capture_writer *w = NULL;
     remove(path);
     ck_assert_msg(kvq_capture_create(path, &m, &w, why, sizeof why) == KVQ_OK, "%s", why);
@@ -152,6 +162,46 @@ END_TEST
 START_TEST(test_direct_bf16) { direct_vs_pipeline(KVQ_CAPTURE_BF16); }
 END_TEST
 
+/* f32 chunks here are 128 rows = 1 MiB: a limit 1.5 MiB past the empty layout fails inside
+ * layer 0's k_pre_rope, which is written during the put_layer of layer 1. */
+START_TEST(test_failed_chunk_write_names_layer) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/efbig.h5", kvq_test_tmpdir());
+    remove(path);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {   /* _exit: HDF5 1.10.8 crashes in its atexit cleanup after a failed close */
+        char why[512] = "";
+        kvq_capture_meta m;
+        kvq_capture_writer *w = NULL;
+        struct stat sb;
+        size_t n = (size_t)SEQ * KV;
+        float *x = calloc(4 * n, sizeof *x);
+        meta_of(&m, KVQ_CAPTURE_F32);
+        if (!x || kvq_capture_create(path, &m, &w, why, sizeof why) || stat(path, &sb)) _exit(2);
+        struct rlimit rl = {(rlim_t)sb.st_size + (3u << 19), (rlim_t)sb.st_size + (3u << 19)};
+        signal(SIGXFSZ, SIG_IGN);
+        setrlimit(RLIMIT_FSIZE, &rl);
+        kvq_status st = kvq_capture_begin(w, 0, SEQ, why, sizeof why);
+        if (!st) st = kvq_capture_put_layer(w, 0, x, x + n, x + 2 * n, x + 3 * n, why, sizeof why);
+        if (st) _exit(3);   /* layer 0 is only staged: nothing written yet */
+        st = kvq_capture_put_layer(w, 1, x, x + n, x + 2 * n, x + 3 * n, why, sizeof why);
+        fprintf(stderr, "efbig: %.120s\n", why);
+        _exit(st == KVQ_ERR_IO && strstr(why, "writing layer 0 k_pre_rope: ") && strstr(why, "errno") ? 0 : 4);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    /* the file keeps its empty, valid layout */
+    char why[512] = "";
+    kvq_capture_reader *r = NULL;
+    ck_assert_msg(kvq_capture_open(path, &r, why, sizeof why) == KVQ_OK, "%s", why);
+    ck_assert_uint_eq(kvq_capture_n_samples(r), 0);
+    kvq_capture_reader_free(r);
+    remove(path);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("capture_write");
     TCase *tc = tcase_create("direct");
@@ -159,6 +209,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_direct_f32);
     tcase_add_test(tc, test_direct_f16);
     tcase_add_test(tc, test_direct_bf16);
+    tcase_add_test(tc, test_failed_chunk_write_names_layer);
     suite_add_tcase(s, tc);
     return s;
 }
