@@ -4,7 +4,7 @@
  * into a file in --dir, for each storage dtype, and the GB/s of fp32 input (commit and fsync
  * included) is printed for the writer's paths side by side:
  *   filter   HDF5's filter pipeline (H5Dwrite, HDF5 computes the Fletcher-32), 1 thread: the
- *            writer as it was before direct chunk writes
+ *            writer as it was before direct chunk writes, but with its vectorised statistics
  *   direct   chunks checksummed by kvq and written with H5Dwrite_chunk, 1 thread
  *   direct   the same with --threads T OpenMP threads (default: online CPUs)
  * Defaults are one LLaMA-7B window shape (32 layers, 2048 x 4096, Fisher: 1.07 G values, 4.3 GB of
