@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "capture_h5.h"
+#include "rng.h"
 
 static double now(void) {
     struct timespec ts;
@@ -28,13 +29,6 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint64_t mix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double unif(uint64_t *s) { return ((double)(mix(s) >> 11) + 0.5) * 0x1.0p-53; }
 
 typedef struct cfg {
     const char *dir;
@@ -50,9 +44,10 @@ static float *make_data(const cfg *c) {
     float *x = malloc(4 * n * sizeof *x);
     if (!x) return NULL;
     for (int t = 0; t < 4; t++) {
-        uint64_t s = 0x1234u + (uint64_t)t;
+        kvq_rng r;
+        kvq_rng_seed(&r, 0x1234u + (uint64_t)t);
         for (size_t i = 0; i < n; i++) {
-            double u = unif(&s) - 0.5, ch = (double)(i % c->kv_dim);
+            double u = kvq_rng_uniform(&r) - 0.5, ch = (double)(i % c->kv_dim);
             x[t * n + i] = t < 2 ? (float)(u * (1 + fmod(ch, 7.0)) + 0.01 * ch)
                                  : (float)(1e-9 * exp(8 * u));
         }
@@ -115,11 +110,17 @@ static int in_list(const char *list, const char *name) {
     return 0;
 }
 
+/* 0: run; -1: help printed; 1: bad arguments (message printed). */
 static int parse(int argc, char **argv, cfg *c) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *c = (cfg){"/dev/shm", 2, 32, 2048, 4096, 0, 1, ncpu > 0 ? (int)ncpu : 1, "f32,f16,bf16", "filter,direct1,direct"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("usage: bench_capture_write [--dir D] [--windows N] [--layers L] [--seq-len T] [--kv-dim C]\n"
+                   "       [--dtype f32,f16,bf16] [--compress G] [--threads T] [--paths filter,direct1,direct] [--repeat R]\n");
+            return -1;
+        }
         if (!v) { fprintf(stderr, "bench_capture_write: %s needs a value\n", a); return 1; }
         i++;
         if (!strcmp(a, "--dir")) c->dir = v;
@@ -143,7 +144,8 @@ static int parse(int argc, char **argv, cfg *c) {
 
 int main(int argc, char **argv) {
     cfg c;
-    if (parse(argc, argv, &c)) return 2;
+    int pr = parse(argc, argv, &c);
+    if (pr) return pr < 0 ? 0 : 2;
     float *x = make_data(&c);
     if (!x) { fprintf(stderr, "bench_capture_write: out of memory\n"); return 1; }
     double gb = (double)c.windows * c.layers * 4 * c.seq_len * c.kv_dim * 4 / 1e9;
