@@ -416,6 +416,62 @@ END_TEST
 
 /* In this program the CUDA backends are linked: the lookup finds them (a CPU-only kvq says
  * "built without CUDA" instead: tests/test_engine_backend.c). */
+/* Two host result sets: a window run into set 1 leaves set 0's results untouched, and equals the
+ * same window run into set 0 (what the overlapped capture relies on). */
+START_TEST(test_select_host_sets) {
+    if (!have_gpu()) return;
+    char dir[1024], why[512] = "";
+    snprintf(dir, sizeof dir, "%s/synth-sets", kvq_test_tmpdir());
+    kvq_synth_opts so = {"tiny", KVQ_ST_F16, 7, 2, 0};
+    ck_assert_msg(kvq_synth_write(dir, &so, NULL, why, sizeof why) == KVQ_OK, "%s", why);
+    kvq_model m;
+    ck_assert_msg(kvq_model_load(dir, &m, why, sizeof why) == KVQ_OK, "%s", why);
+    const int T = 48, L = (int)m.cfg.n_layers;
+    const size_t n = (size_t)T * m.cfg.n_kv_heads * m.cfg.head_dim;
+    int32_t a[48], b[48];
+    for (int i = 0; i < T; i++) { a[i] = (i * 389 + 17) % 1000; b[i] = (i * 113 + 5) % 1000; }
+    kvq_gpu_engine *e = gpu_engine(&m, 1, T, KVQ_GPU_FP32, 16, 1);
+    ck_assert(kvq_gpu_engine_select_host(e, 2, why, sizeof why) == KVQ_ERR_ARG);
+    double la, lb, lb0;
+    run_gpu(e, a, 1, &la);                                   /* window a -> set 0 */
+    float *set0 = malloc((size_t)L * 4 * n * sizeof *set0), *b1 = malloc((size_t)L * 4 * n * sizeof *b1);
+    ck_assert(set0 && b1);
+    for (int l = 0; l < L; l++) {
+        memcpy(set0 + ((size_t)l * 4 + 0) * n, kvq_gpu_engine_k_pre_rope(e, l), n * sizeof *set0);
+        memcpy(set0 + ((size_t)l * 4 + 1) * n, kvq_gpu_engine_v(e, l), n * sizeof *set0);
+        memcpy(set0 + ((size_t)l * 4 + 2) * n, kvq_gpu_engine_k_pre_rope_grad(e, l), n * sizeof *set0);
+        memcpy(set0 + ((size_t)l * 4 + 3) * n, kvq_gpu_engine_v_grad(e, l), n * sizeof *set0);
+    }
+    ck_assert_msg(kvq_gpu_engine_select_host(e, 1, why, sizeof why) == KVQ_OK, "%s", why);
+    run_gpu(e, b, 1, &lb);                                   /* window b -> set 1 */
+    for (int l = 0; l < L; l++) {
+        memcpy(b1 + ((size_t)l * 4 + 0) * n, kvq_gpu_engine_k_pre_rope(e, l), n * sizeof *b1);
+        memcpy(b1 + ((size_t)l * 4 + 1) * n, kvq_gpu_engine_v(e, l), n * sizeof *b1);
+        memcpy(b1 + ((size_t)l * 4 + 2) * n, kvq_gpu_engine_k_pre_rope_grad(e, l), n * sizeof *b1);
+        memcpy(b1 + ((size_t)l * 4 + 3) * n, kvq_gpu_engine_v_grad(e, l), n * sizeof *b1);
+    }
+    ck_assert_msg(kvq_gpu_engine_select_host(e, 0, why, sizeof why) == KVQ_OK, "%s", why);
+    for (int l = 0; l < L; l++) {                           /* set 0 still holds window a, bit for bit */
+        ck_assert(!memcmp(set0 + ((size_t)l * 4 + 0) * n, kvq_gpu_engine_k_pre_rope(e, l), n * sizeof *set0));
+        ck_assert(!memcmp(set0 + ((size_t)l * 4 + 1) * n, kvq_gpu_engine_v(e, l), n * sizeof *set0));
+        ck_assert(!memcmp(set0 + ((size_t)l * 4 + 2) * n, kvq_gpu_engine_k_pre_rope_grad(e, l), n * sizeof *set0));
+        ck_assert(!memcmp(set0 + ((size_t)l * 4 + 3) * n, kvq_gpu_engine_v_grad(e, l), n * sizeof *set0));
+    }
+    run_gpu(e, b, 1, &lb0);                                  /* window b again, into set 0 */
+    ck_assert(fabs(lb - lb0) <= 1e-9 * fabs(lb));
+    for (int l = 0; l < L; l++) {   /* same inputs, same kernels: the fp32 engine is deterministic to ~1 ulp */
+        expect_rel("set 1 K", b1 + ((size_t)l * 4 + 0) * n, kvq_gpu_engine_k_pre_rope(e, l), n, 1e-6);
+        expect_rel("set 1 V", b1 + ((size_t)l * 4 + 1) * n, kvq_gpu_engine_v(e, l), n, 1e-6);
+        expect_rel("set 1 Fisher K", b1 + ((size_t)l * 4 + 2) * n, kvq_gpu_engine_k_pre_rope_grad(e, l), n, 1e-6);
+        expect_rel("set 1 Fisher V", b1 + ((size_t)l * 4 + 3) * n, kvq_gpu_engine_v_grad(e, l), n, 1e-6);
+    }
+    ck_assert(la != lb);
+    free(set0); free(b1);
+    kvq_gpu_engine_free(e);
+    kvq_model_free(&m);
+}
+END_TEST
+
 START_TEST(test_backend_lookup) {
     const kvq_engine_backend *be;
     char why[256];
@@ -438,6 +494,7 @@ static Suite *engine_cuda_suite(void) {
     tcase_add_test(tc, test_stories_reference);
     tcase_add_test(tc, test_synth_vs_cpu_and_bf16);
     tcase_add_test(tc, test_capture_cuda_matches_cpu);
+    tcase_add_test(tc, test_select_host_sets);
     tcase_add_test(tc, test_backend_lookup);
     suite_add_tcase(s, tc);
     return s;
