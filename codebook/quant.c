@@ -149,19 +149,52 @@ void kvq_qtoken_free(kvq_qtoken *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* Among channels [c0, c0+n) with flag == from, keep the `keep` with the largest (sign > 0) or
- * smallest (sign < 0) key[] as they are and set the others' flag to 0. Ties: lower channel
- * first (a strict comparison while scanning channels upwards keeps the first one met). */
+/* Channel a ranks before channel b: larger key (sign > 0) or smaller key (sign < 0), ties to the
+ * lower channel. -0 and +0 tie. */
+static int ranks_before(const float *key, uint32_t a, uint32_t b, int sign) {
+    if (key[a] != key[b]) return sign > 0 ? key[a] > key[b] : key[a] < key[b];
+    return a < b;
+}
+
+enum { KEEP_HEAP_MAX = 256 };
+
+/* Among channels [c0, c0+n) with flag == from, mark (flag = mark) the `keep` that rank first
+ * (ranks_before) and set the others' flag to 0. Up to KEEP_HEAP_MAX kept: one pass with a heap of
+ * the kept channels, worst on top (O(n log keep)); more: `keep` scans for the best remaining
+ * (O(keep n)). Both give exactly that set. */
 static void keep_extremes(uint8_t *flag, const float *key, uint32_t c0, uint32_t n, uint8_t from,
                           uint32_t keep, int sign, uint8_t mark) {
-    for (uint32_t j = 0; j < keep; j++) {
-        uint32_t best = UINT32_MAX;
+    if (keep <= KEEP_HEAP_MAX) {
+        uint32_t heap[KEEP_HEAP_MAX], size = 0;   /* heap[0] ranks last among the kept */
         for (uint32_t c = c0; c < c0 + n; c++) {
             if (flag[c] != from) continue;
-            if (best == UINT32_MAX || (sign > 0 ? key[c] > key[best] : key[c] < key[best])) best = c;
+            uint32_t i;
+            if (size < keep) {                 /* sift up */
+                for (i = size++; i > 0 && ranks_before(key, heap[(i - 1) / 2], c, sign); i = (i - 1) / 2)
+                    heap[i] = heap[(i - 1) / 2];
+            } else if (keep && ranks_before(key, c, heap[0], sign)) {
+                for (i = 0;;) {                /* replace the top, sift down */
+                    uint32_t l = 2 * i + 1, w = l;
+                    if (l >= size) break;
+                    if (l + 1 < size && ranks_before(key, heap[l], heap[l + 1], sign)) w = l + 1;
+                    if (!ranks_before(key, c, heap[w], sign)) break;
+                    heap[i] = heap[w];
+                    i = w;
+                }
+            } else {
+                continue;
+            }
+            heap[i] = c;
         }
-        if (best == UINT32_MAX) break;
-        flag[best] = mark;
+        for (uint32_t j = 0; j < size; j++) flag[heap[j]] = mark;
+    } else {
+        for (uint32_t j = 0; j < keep; j++) {
+            uint32_t best = UINT32_MAX;
+            for (uint32_t c = c0; c < c0 + n; c++)
+                if (flag[c] == from && (best == UINT32_MAX || ranks_before(key, c, best, sign))) best = c;
+            if (best == UINT32_MAX) break;
+            flag[best] = mark;
+        }
     }
     for (uint32_t c = c0; c < c0 + n; c++) if (flag[c] == from) flag[c] = 0;
 }

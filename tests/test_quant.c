@@ -169,6 +169,68 @@ END_TEST
 /* fp16 scales that are not exact: hi = h(0.3) = 0.300048828125, lo = h(-0.1) = -0.0999755859375;
  * z = h(0.5*(hi+lo)) = 0.10003662109375, r = h(0.5*(hi-lo)) = 0.199951171875 (numpy float16).
  * Per-head groups of 4 in a vector of 8 (the second head is the first one negated). */
+/* Outlier selection against a brute-force oracle: top m by (value desc, channel asc), then bottom m
+ * of the rest by (value asc, channel asc), on tie-heavy random groups (values from a set of 9, with
+ * -0 and +0, all exact in fp16). m = 102 runs the heap path, m = 409 the scan path of
+ * keep_extremes; keys (static scheme, x = v, cap m) run the same selection on |x| > 1. */
+static int cmp_rank(const float *v, uint32_t a, uint32_t b, int sign) {   /* oracle order */
+    if (v[a] != v[b]) return sign > 0 ? v[a] > v[b] : v[a] < v[b];
+    return a < b;
+}
+static void oracle_pick(const float *v, uint8_t *cand, uint32_t n, uint32_t m, int sign, uint8_t *out) {
+    for (uint32_t j = 0; j < m; j++) {
+        uint32_t best = UINT32_MAX;
+        for (uint32_t c = 0; c < n; c++)
+            if (cand[c] && (best == UINT32_MAX || cmp_rank(v, c, best, sign))) best = c;
+        if (best == UINT32_MAX) return;
+        cand[best] = 0;
+        out[best] = 1;
+    }
+}
+
+START_TEST(test_outlier_selection_oracle) {
+    static const float SET[9] = {-3.0f, -2.0f, -1.5f, -0.0f, 0.0f, 0.5f, 1.5f, 2.0f, 3.0f};
+    enum { G = 2048 };
+    static float v[G], ones[G], zeros[G];
+    static uint8_t cand[G], want[G];
+    uint64_t s = 12345;
+    for (uint32_t i = 0; i < G; i++) { ones[i] = 1.0f; zeros[i] = 0.0f; }
+    for (int round = 0; round < 6; round++) {
+        for (uint32_t i = 0; i < G; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            v[i] = SET[(s >> 33) % 9] * (round % 3 == 2 ? 1.0f : (float)(1 + (s >> 60)));
+        }
+        int keys = round >= 4;
+        float p = round % 2 ? 0.4f : 0.1f;   /* values: m = floor(p/2 * G) = 409 or 102 */
+        kvq_quantizer q;
+        kvq_quant_config c = {.scheme = keys ? KVQ_QS_STATIC_CHANNEL : KVQ_QS_TOKEN_GROUP, .dim = G, .bits = 2,
+                              .lut = LUT2, .group = G, .outlier_fraction = p,
+                              .outlier_cap = keys ? (round == 4 ? 102 : 409) : 0,
+                              .zero_point = zeros, .half_range = ones};
+        init_ok(&q, &c);
+        kvq_qtoken t;
+        ck_assert_int_eq(kvq_qtoken_init(&t, &q), KVQ_OK);
+        ck_assert_int_eq(kvq_quant_encode(&q, v, &t), KVQ_OK);
+        uint32_t m = keys ? c.outlier_cap : (uint32_t)floorf(p / 2.0f * (float)G);
+        memset(want, 0, sizeof want);
+        for (uint32_t i = 0; i < G; i++) cand[i] = keys ? v[i] > 1.0f : 1;
+        oracle_pick(v, cand, G, m, +1, want);
+        for (uint32_t i = 0; i < G; i++) cand[i] = keys ? v[i] < -1.0f : !want[i];
+        oracle_pick(v, cand, G, m, -1, want);
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < G; i++) {
+            if (!want[i]) continue;
+            ck_assert_msg(k < t.n_outliers && t.outliers[k].channel == i, "round %d: outlier %u: channel %u, oracle %u",
+                          round, k, k < t.n_outliers ? t.outliers[k].channel : 0, i);
+            k++;
+        }
+        ck_assert_uint_eq(t.n_outliers, k);
+        kvq_qtoken_free(&t);
+        kvq_quantizer_free(&q);
+    }
+}
+END_TEST
+
 START_TEST(test_values_per_head_fp16_scales) {
     const float v[8] = {0.3f, -0.1f, 0.1f, 0.0f, -0.3f, 0.1f, -0.1f, -0.0f};
     kvq_quantizer q;
@@ -532,6 +594,7 @@ static Suite *quant_suite(void) {
     tcase_add_test(tc, test_keys_qnorm_lut);
     tcase_add_test(tc, test_values_token_outliers);
     tcase_add_test(tc, test_values_ties_constant);
+    tcase_add_test(tc, test_outlier_selection_oracle);
     tcase_add_test(tc, test_values_per_head_fp16_scales);
     tcase_add_test(tc, test_apply_sink_and_bits);
     tcase_add_test(tc, test_bits_static_keys);
