@@ -23,11 +23,13 @@ typedef enum kvq_gguf_type {
     KVQ_GGUF_FLOAT64 = 12
 } kvq_gguf_type;
 
-/* Tensor element types (ggml numbering); the ones kvq can dequantize are listed first. Others
- * with a known block size (K-quants, ...) are still parsed and bounds-checked. */
+/* Tensor element types (ggml numbering) that kvq can dequantize. Others with a known block size
+ * (Q8_1, I8..I64, F64) are still parsed and bounds-checked. */
 typedef enum kvq_ggml_type {
     KVQ_GGML_F32 = 0, KVQ_GGML_F16 = 1, KVQ_GGML_Q4_0 = 2, KVQ_GGML_Q4_1 = 3,
-    KVQ_GGML_Q8_0 = 8, KVQ_GGML_BF16 = 30
+    KVQ_GGML_Q5_0 = 6, KVQ_GGML_Q5_1 = 7, KVQ_GGML_Q8_0 = 8,
+    KVQ_GGML_Q2_K = 10, KVQ_GGML_Q3_K = 11, KVQ_GGML_Q4_K = 12, KVQ_GGML_Q5_K = 13,
+    KVQ_GGML_Q6_K = 14, KVQ_GGML_Q8_K = 15, KVQ_GGML_BF16 = 30
 } kvq_ggml_type;
 
 enum { KVQ_GGUF_MAX_DIMS = 4, KVQ_GGUF_DEFAULT_ALIGNMENT = 32 };

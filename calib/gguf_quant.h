@@ -1,5 +1,6 @@
-/* gguf_quant.h — conversion of tensor payloads to fp32: F32, F16, BF16 and the ggml block
- * formats Q8_0, Q4_0, Q4_1 (32 elements per block, fp16 scales; layouts in docs/models.md).
+/* gguf_quant.h — conversion of tensor payloads to fp32: F32, F16, BF16, the ggml block formats
+ * Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (32 elements per block) and the K-quants Q2_K, Q3_K, Q4_K, Q5_K,
+ * Q6_K, Q8_K (256 per super-block); layouts in docs/models.md, gguf_quant.c, gguf_kquant.c.
  * Type codes are ggml's (kvq_ggml_type in gguf.h), also used for safetensors F32/F16/BF16.
  * Not a quantizer: kvq never writes these formats. */
 #ifndef KVQ_GGUF_QUANT_H

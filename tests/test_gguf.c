@@ -2,7 +2,10 @@
  * shared stories260K.gguf and the llama SPM vocabulary file (expected values read independently
  * with the Python `gguf` package 0.19, GGUFReader), and rejection of malformed files built here
  * byte by byte (truncation at every offset, bad counts, bad offsets, overlaps); dequantization
- * of hand-built Q8_0/Q4_0/Q4_1 blocks against values worked out by hand from the block layout. */
+ * of hand-built Q8_0/Q4_0/Q4_1 blocks against values worked out by hand from the block layout, and
+ * of every supported block type (Q4_0..Q8_K) against tests/golden/gguf_<type>.bin, random blocks
+ * decoded by the Python `gguf` package (tools/gen_gguf_golden.py); K-quant tensors whose bytes do
+ * not match their shape are rejected. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,10 +251,103 @@ START_TEST(test_half_payloads_and_errors) {
     ck_assert(kvq_ggml_to_f32(KVQ_GGML_BF16, bf16, 2, x) == KVQ_OK && x[0] == 1.0f && x[1] == -3.0f);
     unsigned char q[34] = {0};
     ck_assert_int_eq(kvq_ggml_to_f32(KVQ_GGML_Q8_0, q, 16, x), KVQ_ERR_SHAPE);
-    ck_assert_int_eq(kvq_ggml_to_f32(6 /* Q5_0 */, q, 32, x), KVQ_ERR_DTYPE);
-    ck_assert(!kvq_ggml_can_convert(12) && kvq_ggml_can_convert(KVQ_GGML_Q4_1));
+    ck_assert_int_eq(kvq_ggml_to_f32(9 /* Q8_1 */, q, 32, x), KVQ_ERR_DTYPE);
+    ck_assert_int_eq(kvq_ggml_to_f32(16 /* IQ2_XXS */, q, 32, x), KVQ_ERR_DTYPE);
+    ck_assert(!kvq_ggml_can_convert(9) && !kvq_ggml_can_convert(16) && kvq_ggml_can_convert(KVQ_GGML_Q4_1));
     ck_assert_str_eq(kvq_ggml_type_name(KVQ_GGML_Q4_1), "Q4_1");
     ck_assert_str_eq(kvq_ggml_type_name(999), "unknown");
+}
+END_TEST
+
+/* ---- every block type against gguf-py (tests/golden/gguf_<type>.bin) --------------------- */
+static const struct { uint32_t type; const char *file; } golden_types[] = {
+    {KVQ_GGML_Q8_0, "gguf_q8_0.bin"}, {KVQ_GGML_Q4_0, "gguf_q4_0.bin"}, {KVQ_GGML_Q4_1, "gguf_q4_1.bin"},
+    {KVQ_GGML_Q5_0, "gguf_q5_0.bin"}, {KVQ_GGML_Q5_1, "gguf_q5_1.bin"}, {KVQ_GGML_Q2_K, "gguf_q2_k.bin"},
+    {KVQ_GGML_Q3_K, "gguf_q3_k.bin"}, {KVQ_GGML_Q4_K, "gguf_q4_k.bin"}, {KVQ_GGML_Q5_K, "gguf_q5_k.bin"},
+    {KVQ_GGML_Q6_K, "gguf_q6_k.bin"}, {KVQ_GGML_Q8_K, "gguf_q8_k.bin"},
+};
+
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s (run from the repository root)", path);
+    unsigned char *b = malloc(1 << 16);
+    ck_assert_ptr_nonnull(b);
+    *len = fread(b, 1, 1 << 16, f);
+    ck_assert_msg(*len < (1 << 16) && !ferror(f), "%s: read error or larger than 64 KB", path);
+    fclose(f);
+    return b;
+}
+
+/* Bit-for-bit: gguf-py computes (d * scale) * code - (dmin * min) in float32 with one rounding
+ * per operation, as the block decoders do, so any difference is a decoding error. */
+START_TEST(test_golden_block_types) {
+    for (size_t t = 0; t < sizeof golden_types / sizeof *golden_types; t++) {
+        uint32_t type = golden_types[t].type;
+        const char *name = kvq_ggml_type_name(type);
+        char path[256];
+        snprintf(path, sizeof path, "tests/golden/%s", golden_types[t].file);
+        size_t len, be = kvq_ggml_block_elems(type), bb = kvq_ggml_block_bytes(type);
+        unsigned char *b = slurp(path, &len);
+        size_t per = bb + 4 * be, nb = len / per;
+        ck_assert_msg(nb >= 2 && len == nb * per, "%s: %zu bytes is not whole %s blocks + values", path, len, name);
+        ck_assert(kvq_ggml_can_convert(type));
+        float *x = malloc(nb * be * sizeof *x);
+        ck_assert_ptr_nonnull(x);
+        ck_assert_int_eq(kvq_ggml_to_f32(type, b, nb * be, x), KVQ_OK);
+        for (size_t i = 0; i < nb * be; i++) {
+            float want;
+            memcpy(&want, b + nb * bb + 4 * i, 4);
+            ck_assert_msg(!memcmp(&x[i], &want, 4), "%s block %zu element %zu: %.9g, gguf-py %.9g", name,
+                          i / be, i % be, x[i], want);
+        }
+        ck_assert_int_eq(kvq_ggml_to_f32(type, b, be / 2, x), KVQ_ERR_SHAPE);   /* half a block */
+        free(x);
+        free(b);
+    }
+}
+END_TEST
+
+/* One tensor 'w' of `type`, ne = [ne0, ne1], at offset 0, followed by `data_bytes` bytes. */
+static void build_quant(buf *b, uint32_t type, uint64_t ne0, uint64_t ne1, size_t data_bytes) {
+    b->n = 0;
+    put(b, "GGUF", 4); put_u32(b, 3); put_u64(b, 1); put_u64(b, 0);
+    put_str(b, "w"); put_u32(b, 2); put_u64(b, ne0); put_u64(b, ne1); put_u32(b, type); put_u64(b, 0);
+    while (b->n % 32) b->b[b->n++] = 0;
+    for (size_t i = 0; i < data_bytes; i++) b->b[b->n++] = (unsigned char)(i * 37);
+}
+
+/* A K-quant tensor's byte size follows from its shape (blocks of 256): exactly that many bytes
+ * parse and convert; one byte fewer, a row that is not whole blocks, a shape far past the file
+ * or an element count that overflows are refused with the tensor's name. (blocks * bytes cannot
+ * wrap for 256-element blocks once the element count fits in int64: 2^55 * 292 < 2^64.) */
+START_TEST(test_kquant_tensor_sizes) {
+    static const uint32_t types[] = {KVQ_GGML_Q2_K, KVQ_GGML_Q3_K, KVQ_GGML_Q4_K, KVQ_GGML_Q5_K,
+                                     KVQ_GGML_Q6_K, KVQ_GGML_Q8_K};
+    buf b;
+    char why[256];
+    kvq_gguf *g;
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        uint32_t ty = types[i], bb = kvq_ggml_block_bytes(ty);
+        ck_assert_uint_eq(kvq_ggml_block_elems(ty), 256);
+        build_quant(&b, ty, 512, 3, 6 * bb);
+        ck_assert_msg(parse(&b, b.n, &g, why) == KVQ_OK, "%s", why);
+        const kvq_gguf_tensor *t = kvq_gguf_find_tensor(g, "w");
+        ck_assert(t->n_bytes == 6u * bb && t->data != NULL);
+        static float x[1536];
+        ck_assert_int_eq(kvq_ggml_to_f32(ty, t->data, (size_t)t->n_elements, x), KVQ_OK);
+        kvq_gguf_close(g);
+        ck_assert_int_eq(parse(&b, b.n - 1, &g, why), KVQ_ERR_BOUNDS);          /* truncated */
+        ck_assert_msg(strstr(why, "'w'") && strstr(why, "mem.gguf"), "names file and tensor: %s", why);
+        build_quant(&b, ty, 512, 4, 6 * bb);                                      /* shape wants 8 blocks */
+        ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_BOUNDS);
+        build_quant(&b, ty, 384, 2, 6 * bb);                                      /* 1.5 blocks a row */
+        ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_SHAPE);
+        build_quant(&b, ty, (uint64_t)1 << 62, 1, 6 * bb);                        /* ~2^54 blocks: past the end */
+        ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_BOUNDS);
+        build_quant(&b, ty, (uint64_t)1 << 62, 2, 6 * bb);                        /* element count overflows */
+        ck_assert_int_eq(parse(&b, b.n, &g, why), KVQ_ERR_OVERFLOW);
+        ck_assert_msg(strstr(why, "'w'") != NULL, "names the tensor: %s", why);
+    }
 }
 END_TEST
 
@@ -269,6 +365,8 @@ static Suite *gguf_suite(void) {
     tcase_add_test(tc, test_q4_0_block);
     tcase_add_test(tc, test_q4_1_block);
     tcase_add_test(tc, test_half_payloads_and_errors);
+    tcase_add_test(tc, test_golden_block_types);
+    tcase_add_test(tc, test_kquant_tensor_sizes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -122,11 +122,11 @@ START_TEST(test_synthetic_ok_and_mixed) {
     ck_assert_str_eq(m.dtype, "Q8_0+F32+Q4_0+BF16+Q4_1+F16");
     kvq_model_free(&m);
     free(g.b);
-    model_spec[9].type = 6;   /* Q5_0: parsed, not dequantized */
+    model_spec[9].type = 9;   /* Q8_1: parsed, not dequantized */
     g = build_model(NULL, "llama", 1, 32, &hdr);
-    p = write_tmp("q5.gguf", g.b, g.n);
+    p = write_tmp("q8_1.gguf", g.b, g.n);
     ck_assert_int_eq(load_err(p, "blk.0.ffn_down.weight"), KVQ_ERR_DTYPE);
-    load_err(p, "Q5_0");
+    load_err(p, "Q8_1");
     memcpy(model_spec, saved, sizeof saved);
     free(g.b);
 }
