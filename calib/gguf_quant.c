@@ -83,6 +83,10 @@ int kvq_ggml_can_convert(uint32_t type) {
     return type == KVQ_GGML_F32 || type == KVQ_GGML_F16 || type == KVQ_GGML_BF16 || block_decoder(type);
 }
 
+const char *kvq_ggml_supported_types(void) {
+    return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K";
+}
+
 kvq_status kvq_ggml_to_f32(uint32_t type, const void *src, size_t n, float *dst) {
     const unsigned char *s = src;
     switch (type) {

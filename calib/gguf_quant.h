@@ -12,6 +12,8 @@
 
 /* 1 when kvq_ggml_to_f32 handles `type`. */
 int kvq_ggml_can_convert(uint32_t type);
+/* The names of the types it handles, comma-separated, for refusal messages. */
+const char *kvq_ggml_supported_types(void);
 /* Convert n elements starting at src (any alignment; kvq_ggml_block_bytes(type) * n /
  * kvq_ggml_block_elems(type) bytes) into dst (n). KVQ_ERR_DTYPE for an unsupported type,
  * KVQ_ERR_SHAPE when n is not a whole number of blocks. */

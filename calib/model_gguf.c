@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "gguf_quant.h"
 #include "model_internal.h"
 
 /* Optional u32 hyper-parameter: absent keeps *out; present must be an integer <= INT32_MAX. */
@@ -122,8 +123,8 @@ static kvq_status take(kvq_model *m, const kvq_gguf *g, const char *name, int ou
         return KVQ_ERR_SHAPE;
     }
     if (!t->data) {
-        snprintf(why, why_len, "%s: tensor '%s': element type %s is not supported", g->path, name,
-                 kvq_ggml_type_name(t->type));
+        snprintf(why, why_len, "%s: tensor '%s': element type %s (%u) is not supported (kvq reads %s)", g->path,
+                 name, kvq_ggml_type_name(t->type), (unsigned)t->type, kvq_ggml_supported_types());
         return KVQ_ERR_DTYPE;
     }
     kvq_src_tensor s = {g->path, name, t->type, t->data, t->n_elements};

@@ -91,8 +91,8 @@ void kvq_permute_interleaved_rows(float *w, int n_heads, int head_dim, size_t co
 kvq_status kvq_model_take(kvq_model *m, const kvq_src_tensor *t, int permute_heads, const float **out,
                           char *why, size_t why_len) {
     if (!kvq_ggml_can_convert(t->type)) {
-        snprintf(why, why_len, "%s: tensor '%s': element type %s is not supported", t->file, t->name,
-                 kvq_ggml_type_name(t->type));
+        snprintf(why, why_len, "%s: tensor '%s': element type %s (%u) is not supported (kvq reads %s)", t->file,
+                 t->name, kvq_ggml_type_name(t->type), (unsigned)t->type, kvq_ggml_supported_types());
         return KVQ_ERR_DTYPE;
     }
     kvq_model_note_dtype(m, t->type);

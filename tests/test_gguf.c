@@ -256,6 +256,8 @@ START_TEST(test_half_payloads_and_errors) {
     ck_assert(!kvq_ggml_can_convert(9) && !kvq_ggml_can_convert(16) && kvq_ggml_can_convert(KVQ_GGML_Q4_1));
     ck_assert_str_eq(kvq_ggml_type_name(KVQ_GGML_Q4_1), "Q4_1");
     ck_assert_str_eq(kvq_ggml_type_name(999), "unknown");
+    ck_assert_str_eq(kvq_ggml_type_name(23), "IQ4_XS");         /* named in refusals, not decoded */
+    ck_assert(strstr(kvq_ggml_supported_types(), "Q6_K") != NULL);
 }
 END_TEST
 
@@ -304,6 +306,34 @@ START_TEST(test_golden_block_types) {
         free(x);
         free(b);
     }
+}
+END_TEST
+
+/* The fuzzing seed kquants.gguf (written by gen_gguf_golden.py with gguf-py's GGUFWriter) holds
+ * one 256-element tensor t.<type> per type, the first bytes of the golden file: read through the
+ * GGUF reader, each decodes to the golden values. */
+START_TEST(test_kquant_seed_file) {
+    kvq_gguf *g;
+    char why[256];
+    ck_assert_msg(kvq_gguf_open("tests/fuzz/seeds/fuzz_gguf/kquants.gguf", &g, why, sizeof why) == KVQ_OK, "%s", why);
+    for (size_t t = 0; t < sizeof golden_types / sizeof *golden_types; t++) {
+        uint32_t type = golden_types[t].type;
+        char name[32], path[256];
+        snprintf(name, sizeof name, "t.%s", kvq_ggml_type_name(type));
+        for (char *p = name; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        const kvq_gguf_tensor *te = kvq_gguf_find_tensor(g, name);
+        ck_assert_msg(te && te->type == type && te->n_elements == 256 && te->data, "%s", name);
+        snprintf(path, sizeof path, "tests/golden/%s", golden_types[t].file);
+        size_t len, bb = kvq_ggml_block_bytes(type), be = kvq_ggml_block_elems(type);
+        unsigned char *b = slurp(path, &len);
+        size_t nb = len / (bb + 4 * be);
+        ck_assert(nb * be >= 256 && te->n_bytes == 256 / be * bb && !memcmp(te->data, b, te->n_bytes));
+        float x[256];
+        ck_assert_int_eq(kvq_ggml_to_f32(type, te->data, 256, x), KVQ_OK);
+        ck_assert_msg(!memcmp(x, b + nb * bb, sizeof x), "%s differs from the golden values", name);
+        free(b);
+    }
+    kvq_gguf_close(g);
 }
 END_TEST
 
@@ -367,6 +397,7 @@ static Suite *gguf_suite(void) {
     tcase_add_test(tc, test_half_payloads_and_errors);
     tcase_add_test(tc, test_golden_block_types);
     tcase_add_test(tc, test_kquant_tensor_sizes);
+    tcase_add_test(tc, test_kquant_seed_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -6,13 +6,16 @@ gguf-py; its values are d * q computed here with numpy (float32 times int8 widen
 File layout: n_blocks * block_bytes raw blocks, then n_blocks * block_elems little-endian float32.
 fp16/fp32 scale fields are random finite values (normal and subnormal, both signs) rather than
 random bits, so no block holds inf/NaN; the first block has all other bytes 0xFF, the second 0x00.
+With a second directory argument it also writes kquants.gguf there (the fuzzing seed): one tensor
+of each block type, a row of 256 elements, the first block of each golden file.
 
-    python3 tools/gen_gguf_golden.py tests/golden      # needs: pip install gguf numpy
+    python3 tools/gen_gguf_golden.py tests/golden tests/fuzz/seeds/fuzz_gguf  # pip install gguf numpy
 """
 import sys
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
+from gguf import GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize
 
@@ -49,12 +52,29 @@ def make(name, rng):
     return raw.tobytes() + vals.tobytes()
 
 
+def write_seed(path, blobs):
+    w = GGUFWriter(path, "llama")
+    for name, blob in blobs.items():
+        elems, nbytes = GGML_QUANT_SIZES[T[name]]
+        n_blocks = 256 // elems
+        raw = np.frombuffer(blob[:n_blocks * nbytes], dtype=np.uint8).reshape(1, -1).copy()
+        w.add_tensor(f"t.{name.lower()}", raw, raw_dtype=T[name])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/golden"
     rng = np.random.default_rng(20261123)
+    blobs = {}
     for name in TYPES:
+        blobs[name] = make(name, rng)
         with open(f"{out}/gguf_{name.lower()}.bin", "wb") as f:
-            f.write(make(name, rng))
+            f.write(blobs[name])
+    if len(sys.argv) > 2:
+        write_seed(f"{sys.argv[2]}/kquants.gguf", blobs)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 /* fuzz_gguf.c — libFuzzer harness for the GGUF reader (calib/gguf.h): parse arbitrary bytes, then
- * touch every metadata value and tensor through the public getters. Not a model-loader fuzzer. */
+ * touch every metadata value and tensor through the public getters, and convert every tensor of
+ * a supported type (up to 64K elements) to fp32 (gguf_quant.h). Not a model-loader fuzzer. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "gguf.h"
+#include "gguf_quant.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     kvq_gguf *g;
@@ -31,6 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const kvq_gguf_tensor *t = &g->tensors[i];
         if (t->n_bytes) sink += t->data[0] + t->data[t->n_bytes - 1];
         sink += kvq_gguf_find_tensor(g, t->name) == t;
+        if (t->data && kvq_ggml_can_convert(t->type) && t->n_elements <= (1 << 16)) {
+            float *x = malloc((size_t)t->n_elements * sizeof *x);
+            if (x && kvq_ggml_to_f32(t->type, t->data, (size_t)t->n_elements, x) == KVQ_OK)
+                sink += x[t->n_elements - 1] == x[t->n_elements - 1];
+            free(x);
+        }
     }
     (void)sink;
     kvq_gguf_close(g);
