@@ -141,7 +141,10 @@ kvq_status kvq_capture_put_layer(kvq_capture_writer *w, uint32_t slot,
 kvq_status kvq_capture_commit(kvq_capture_writer *w, char *why, size_t why_len);
 uint32_t kvq_capture_writer_samples(const kvq_capture_writer *w);   /* committed so far */
 
-/* Close: flush and release. Returns the first error met while closing. Accepts NULL. */
+/* Close: flush and release. Returns the first error met while closing. Accepts NULL. After a
+ * failed write (disk full, file-size limit) HDF5 1.10's own H5Fclose can fail, and its atexit
+ * clean-up then crashes on that file: programs should call H5dont_atexit() before their first
+ * HDF5 call, as `kvq` does. */
 kvq_status kvq_capture_close(kvq_capture_writer *w, char *why, size_t why_len);
 
 /* ---- reader ---------------------------------------------------------------------------------- */

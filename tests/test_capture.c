@@ -472,6 +472,33 @@ START_TEST(test_write_failure_keeps_prefix) {
 }
 END_TEST
 
+/* The CLI on a write failure past RLIMIT_FSIZE: a clean exit 4 naming the error — not a crash (HDF5's
+ * atexit clean-up of a file whose H5Fclose had failed used to segfault: exit 139). */
+START_TEST(test_cli_write_failure_exit_code) {
+    const char *bin = getenv("KVQ_BIN");
+    char model[1024], tok[1024], text[1024], cmd[4096], err[600];
+    const char *m = kvq_test_shared("models/stories260K/stories260K.bin");
+    if (!bin || !m) { fprintf(stderr, "SKIP cli write failure: KVQ_BIN or stories260K missing\n"); return; }
+    snprintf(model, sizeof model, "%s", m);
+    snprintf(tok, sizeof tok, "%s", kvq_test_shared("models/stories260K/tok512.bin"));
+    snprintf(text, sizeof text, "%s", kvq_test_shared("data/text/tinystories_val_subset.txt"));
+    snprintf(err, sizeof err, "%s/efbig.err", kvq_test_tmpdir());
+    snprintf(cmd, sizeof cmd,
+             "ulimit -f 3000; trap '' XFSZ; %s capture --model %s --tokenizer %s --text %s --samples 64 --seq-len 256 "
+             "--threads 1 -o %s 2>%s",
+             bin, model, tok, text, tmp_path("efbig.h5"), err);
+    int rc = system(cmd);
+    ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 4, "kvq capture: status %d (exit %d)", rc, WEXITSTATUS(rc));
+    FILE *f = fopen(err, "r");
+    char msg[2048] = "";
+    ck_assert(f != NULL);
+    size_t n = fread(msg, 1, sizeof msg - 1, f);
+    msg[n] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(msg, "File too large") || strstr(msg, "errno"), "kvq capture said: %s", msg);
+}
+END_TEST
+
 START_TEST(test_windows) {
     uint64_t a[50], b[50];
     ck_assert_int_eq(kvq_capture_windows(1000, 100, 50, 3, a), KVQ_OK);
@@ -606,6 +633,7 @@ static Suite *capture_suite(void) {
     tcase_add_test(tc, test_merge);
     tcase_add_test(tc, test_resume_finished_file);
     tcase_add_test(tc, test_write_failure_keeps_prefix);
+    tcase_add_test(tc, test_cli_write_failure_exit_code);
     tcase_add_test(tc, test_windows);
     tcase_add_test(tc, test_capture_run_stories260K);
     suite_add_tcase(s, tc);

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
 #include "cli.h"
 
 typedef struct {
@@ -38,6 +40,10 @@ static void ensure_passive_omp_wait(char **argv) {
 
 int main(int argc, char **argv) {
     ensure_passive_omp_wait(argv);
+    /* HDF5 closes what is still open from an atexit handler; after an H5Fclose that failed (a write
+     * past RLIMIT_FSIZE, say) HDF5 1.10 crashes there. kvq closes its files itself, so it turns the
+     * handler off (before any other HDF5 call) and such a failure exits with its status, not 139. */
+    H5dont_atexit();
     if (argc < 2) { usage(stderr); return KVQ_EXIT_USAGE; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
