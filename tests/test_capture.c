@@ -436,6 +436,7 @@ START_TEST(test_write_failure_keeps_prefix) {
         float *buf[4];
         synth_bufs(&m, buf);
         kvq_status st = kvq_capture_create(p, &m, &w, why, sizeof why);
+        kvq_capture_writer_set_threads(w, 1);   /* a forked child: the parent's OpenMP pool is unusable */
         for (uint32_t s = 0; !st && s < 40; s++) st = synth_append(w, &m, s, buf, why, sizeof why);
         kvq_capture_close(w, NULL, 0);
         _exit(st == KVQ_ERR_IO && strstr(why, "errno") ? 0 : 10 + (int)st);

@@ -179,6 +179,7 @@ START_TEST(test_failed_chunk_write_names_layer) {
         float *x = calloc(4 * n, sizeof *x);
         meta_of(&m, KVQ_CAPTURE_F32);
         if (!x || kvq_capture_create(path, &m, &w, why, sizeof why) || stat(path, &sb)) _exit(2);
+        kvq_capture_writer_set_threads(w, 1);   /* a forked child: the parent's OpenMP pool is unusable */
         struct rlimit rl = {(rlim_t)sb.st_size + (3u << 19), (rlim_t)sb.st_size + (3u << 19)};
         signal(SIGXFSZ, SIG_IGN);
         setrlimit(RLIMIT_FSIZE, &rl);
