@@ -30,7 +30,7 @@ $(BUILD)/rt/%.o: %.c
 
 $(BUILD)/test_rt: $(BUILD)/rt/kernels/tests/test_rt.o $(BUILD)/rt/kernels/tests/rt_ref.o $(RT_HOST_OBJS) $(LIBKVQ_RT)
 	$(NVCC) $(CUDA_ARCH) -o $@ $^ -lm
-$(BUILD)/rt/kernels/bench/bench_rt.o: kernels/bench/bench_rt.cu kernels/kvq_rt.h kernels/tests/rt_ref.h
+$(BUILD)/rt/kernels/bench/bench_rt.o: kernels/bench/bench_rt.cu kernels/kvq_rt.h kernels/tests/rt_ref.h kernels/tests/rt_check.h
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) -Ikernels/tests -c $< -o $@
 $(BUILD)/bench_rt: $(BUILD)/rt/kernels/bench/bench_rt.o $(BUILD)/rt/kernels/tests/rt_ref.o $(RT_HOST_OBJS) $(LIBKVQ_RT)

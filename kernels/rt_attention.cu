@@ -40,17 +40,6 @@ static size_t kvq_attn_smem(uint32_t CH) {
     return kvq_attn_stage_offset<D, B, GM>(CH) + (size_t)CH * (2 * kvq_attn_shape<D, B, GM>::TB + 4);
 }
 
-/* Byte offset (code << SHIFT) of the NB-bit code at bit `bit` of x, for table lookups: one shift
- * (or funnel shift) and the mask; the caller ORs in an aligned base. `bit` is a constant once the
- * caller's loop is unrolled, so the branches fold away. */
-template <int NB, int SHIFT, int NX>
-__device__ __forceinline__ uint32_t kvq_code_off(const uint32_t (&x)[NX], int bit) {
-    const int wi = bit / 32, s = bit % 32;
-    const uint32_t M = ((1u << NB) - 1) << SHIFT;
-    if (s + NB <= 32) return (s >= SHIFT ? x[wi] >> (s - SHIFT) : x[wi] << (SHIFT - s)) & M;
-    return __funnelshift_r(x[wi], x[wi + 1 < NX ? wi + 1 : wi], s - SHIFT) & M;
-}
-
 /* Copy `bytes` (16 or 8) from global to shared memory asynchronously (cp.async, Ampere and later). */
 template <int BYTES>
 __device__ __forceinline__ void kvq_cp_async(void *dst, const void *src) {
@@ -206,8 +195,8 @@ __global__ void __launch_bounds__(NW * 32, GM == 4 ? 3 : 4) kvq_attn_q(kvq_rt_la
 #pragma unroll
             for (int k = 0; k < PP; k++) {
                 const char *tab = (const char *)sm + k * SL * 4;
-                float kx = *(const float *)(tab + (toff | kvq_code_off<B, 2>(f.x, 2 * B * k)));
-                float ky = *(const float *)(tab + KT * 4 + (toff | kvq_code_off<B, 2>(f.x, 2 * B * k + B)));
+                float kx = *(const float *)(tab + (toff | f.template code_off<B, 2>(2 * B * k)));
+                float ky = *(const float *)(tab + KT * 4 + (toff | f.template code_off<B, 2>(2 * B * k + B)));
 #pragma unroll
                 for (int gq = 0; gq < GM; gq++) acc[gq] = fmaf(kx, qx[gq][k], fmaf(ky, qy[gq][k], acc[gq]));
             }
@@ -278,7 +267,7 @@ __global__ void __launch_bounds__(NW * 32, GM == 4 ? 3 : 4) kvq_attn_q(kvq_rt_la
         }
 #pragma unroll
         for (int k = 0; k < PP; k++) {
-            float2 lv = *(const float2 *)((const char *)lutv + (voff | kvq_code_off<2 * B, 7>(f.x, 2 * B * k)));
+            float2 lv = *(const float2 *)((const char *)lutv + (voff | f.template code_off<2 * B, 7>(2 * B * k)));
 #pragma unroll
             for (int gq = 0; gq < GM; gq++) {
                 oa[gq][2 * k] = fmaf(w[gq], lv.x, oa[gq][2 * k]);

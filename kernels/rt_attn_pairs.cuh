@@ -31,12 +31,15 @@ struct kvq_fields {
             for (int i = 0; i < NX; i++) x[i] = __funnelshift_r(w[i], w[i + 1], sh);
         }
     }
-    /* Field k (0 <= k < NP): the 2B-bit index of the pair's two codes. */
-    __device__ __forceinline__ uint32_t pair(int k) const {
-        const int bit = k * 2 * B, wi = bit / 32, sh = bit % 32;
-        const uint32_t mask = (1u << (2 * B)) - 1;
-        if (sh + 2 * B <= 32) return (x[wi] >> sh) & mask;
-        return __funnelshift_r(x[wi], x[wi + 1], sh) & mask;
+    /* Byte offset (code << SHIFT) of the NB-bit code at bit `bit` of x, for table lookups: one
+     * shift (or funnel shift) and the mask; the caller ORs in an aligned base. `bit` is a constant
+     * once the caller's loop is unrolled, so the branches fold away. */
+    template <int NB, int SHIFT>
+    __device__ __forceinline__ uint32_t code_off(int bit) const {
+        const int wi = bit / 32, s = bit % 32;
+        const uint32_t M = ((1u << NB) - 1) << SHIFT;
+        if (s + NB <= 32) return (s >= SHIFT ? x[wi] >> (s - SHIFT) : x[wi] << (SHIFT - s)) & M;
+        return __funnelshift_r(x[wi], x[wi + 1 < NX ? wi + 1 : wi], s - SHIFT) & M;
     }
 };
 

@@ -27,6 +27,12 @@ double kvq_test_allclose(const char *what, const float *got, const float *ref, s
 /* Relative error in the Frobenius norm: ||got-ref||_2 / ||ref||_2. */
 double kvq_test_rel_l2(const float *got, const float *ref, size_t n);
 
+/* The whole file at `path`, NUL-terminated (*len excludes the NUL); fails the test when it cannot
+ * be read. The caller frees it. */
+char *kvq_test_slurp(const char *path, size_t *len);
+/* 1 when the files at a and b exist and hold the same bytes. */
+int kvq_test_files_equal(const char *a, const char *b);
+
 /* A temporary directory made for this test run (mkdtemp), removed by nothing: under $TMPDIR. */
 const char *kvq_test_tmpdir(void);
 

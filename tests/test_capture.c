@@ -490,13 +490,10 @@ START_TEST(test_cli_write_failure_exit_code) {
              bin, model, tok, text, tmp_path("efbig.h5"), err);
     int rc = system(cmd);
     ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 4, "kvq capture: status %d (exit %d)", rc, WEXITSTATUS(rc));
-    FILE *f = fopen(err, "r");
-    char msg[2048] = "";
-    ck_assert(f != NULL);
-    size_t n = fread(msg, 1, sizeof msg - 1, f);
-    msg[n] = 0;
-    fclose(f);
+    size_t n;
+    char *msg = kvq_test_slurp(err, &n);
     ck_assert_msg(strstr(msg, "File too large") || strstr(msg, "errno"), "kvq capture said: %s", msg);
+    free(msg);
 }
 END_TEST
 

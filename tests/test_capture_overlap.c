@@ -124,16 +124,6 @@ static int datasets_differ(const char *a, const char *b, int *n_datasets) {
     return ab.differ + ba.differ + (ab.datasets != ba.datasets);
 }
 
-static int files_equal(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int eq = fa && fb, c = 0;
-    while (eq && (c = getc(fa)) != EOF) eq = getc(fb) == c;
-    if (eq) eq = getc(fb) == EOF;
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return eq;
-}
-
 /* ---- tests ------------------------------------------------------------------------------------ */
 
 static void same_file(int fisher, kvq_capture_dtype dtype, int compress) {
@@ -165,7 +155,7 @@ static void same_file(int fisher, kvq_capture_dtype dtype, int compress) {
     int n_ds = 0;
     ck_assert_int_eq(datasets_differ(serial, over, &n_ds), 0);
     ck_assert_int_ge(n_ds, (int)n_layers * (fisher ? 4 : 2));   /* the tensors at least were compared */
-    ck_assert_msg(files_equal(serial, over), "%s and %s differ", serial, over);
+    ck_assert_msg(kvq_test_files_equal(serial, over), "%s and %s differ", serial, over);
     /* progress: once before the first window, then once per committed window, same losses */
     ck_assert_int_eq(ls.n, N_SAMPLES + 1);
     ck_assert_int_eq(lo.n, N_SAMPLES + 1);

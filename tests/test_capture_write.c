@@ -110,16 +110,6 @@ static void same_chunks(hid_t fa, hid_t fb, const char *name) {
     H5Sclose(sa); H5Sclose(sb); H5Dclose(da); H5Dclose(db);
 }
 
-static int files_equal(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    int eq = fa && fb, c = 0;
-    while (eq && (c = getc(fa)) != EOF) eq = getc(fb) == c;
-    if (eq) eq = getc(fb) == EOF;
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return eq;
-}
-
 static void direct_vs_pipeline(kvq_capture_dtype dtype) {
     char pa[1024], pb[1024], pc[1024];
     snprintf(pa, sizeof pa, "%s/direct3-%d.h5", kvq_test_tmpdir(), (int)dtype);
@@ -131,7 +121,7 @@ static void direct_vs_pipeline(kvq_capture_dtype dtype) {
     write_file(pb, dtype, 1, 0, x);
     write_file(pc, dtype, 1, 1, x);
     free(x);
-    ck_assert_msg(files_equal(pa, pc), "3 threads and 1 thread gave different files");
+    ck_assert_msg(kvq_test_files_equal(pa, pc), "3 threads and 1 thread gave different files");
     hid_t fa = kvq_test_h5_open(pa), fb = kvq_test_h5_open(pb);
     ck_assert(fa >= 0 && fb >= 0);
     char name[128];

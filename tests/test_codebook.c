@@ -271,18 +271,6 @@ START_TEST(test_lut) {
 END_TEST
 
 /* ---- atomic writer ---- */
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(n > 0 ? (size_t)n : 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
 static int temp_files_in(const char *dir) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q '\\.tmp\\.'", dir);
@@ -298,12 +286,12 @@ static void expect_write_fails_intact(const char *dir, const char *path, const k
     FILE *f = fopen(path, "wb");   /* not kvq_codebook_write: the sabotage may be in place already */
     ck_assert_msg(f && fwrite(bytes, 1, n0, f) == n0 && fclose(f) == 0, "cannot create %s", path);
     free(bytes);
-    char *before = slurp(path, &n0);
+    char *before = kvq_test_slurp(path, &n0);
     sabotage(1);
     kvq_status st = kvq_codebook_write(path, cb);
     sabotage(0);
     ck_assert_int_eq(st, KVQ_ERR_IO);
-    char *after = slurp(path, &n1);
+    char *after = kvq_test_slurp(path, &n1);
     ck_assert_msg(before && after && n0 == n1 && !memcmp(before, after, n0), "old file changed");
     ck_assert_msg(!temp_files_in(dir), "a temporary file was left in %s", dir);
     free(before);
@@ -429,7 +417,7 @@ START_TEST(test_golden_files) {
         char path[512], why[256];
         snprintf(path, sizeof path, "tests/golden/%s", g->file);
         size_t n, gn;
-        char *file = slurp(path, &n);
+        char *file = kvq_test_slurp(path, &n);
         ck_assert_msg(file != NULL, "%s missing (tests run from the repository root)", path);
         unsigned char *gen = golden_variant(i, valid, vlen, &gn);
         ck_assert_msg(gen && gn == n && !memcmp(gen, file, n),
@@ -507,7 +495,7 @@ START_TEST(test_inspect_exit_codes) {
     snprintf(args, sizeof args, "inspect --json tests/golden/valid.kvqc > %s", out);
     ck_assert_int_eq(run_kvq(args), 0);
     size_t n;
-    char *text = slurp(out, &n);
+    char *text = kvq_test_slurp(out, &n);
     kvq_json *j;
     ck_assert_msg(kvq_json_parse(text, n, &j, why, sizeof why) == KVQ_OK, "inspect --json: %s", why);
     long long n_layers;

@@ -47,20 +47,6 @@ static int setup(void) {
     return 1;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "%s missing", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)len + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = 0;
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
 static const float ID_LUT[4] = {-1.0f, 0.0f, 0.5f, 1.0f};   /* code(0) = 1, level 0 exactly */
 
 /* Keys: static per channel, z 0, r 2^-40, every non-zero element an outlier kept exactly (h(k));
@@ -165,7 +151,7 @@ START_TEST(test_codebook_mismatch) {
         int rc = system(cmd);
         ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 3, "kvq eval exit %d", WEXITSTATUS(rc));
         size_t n;
-        char *msg = slurp(err, &n);
+        char *msg = kvq_test_slurp(err, &n);
         ck_assert_msg(strstr(msg, "fingerprint") != NULL, "kvq eval said: %s", msg);
         free(msg);
     }
@@ -246,7 +232,7 @@ START_TEST(test_ablate_tiny) {
         ck_assert_msg(r2.cells[c].ppl == r1.cells[c].ppl, "config %zu: %.17g vs %.17g", c, r2.cells[c].ppl, r1.cells[c].ppl);
     size_t n;
     snprintf(path, sizeof path, "%s/ablation.json", dir);
-    char *js = slurp(path, &n);
+    char *js = kvq_test_slurp(path, &n);
     kvq_json *doc = NULL;
     ck_assert_msg(kvq_json_parse(js, n, &doc, why, sizeof why) == KVQ_OK, "%s", why);
     const kvq_json *res = kvq_json_get(doc, "results");
@@ -256,17 +242,17 @@ START_TEST(test_ablate_tiny) {
     kvq_json_free(doc);
     free(js);
     snprintf(path, sizeof path, "%s/ablation.csv", dir);
-    char *csv = slurp(path, &n);
+    char *csv = kvq_test_slurp(path, &n);
     size_t lines = 0;
     for (size_t i = 0; i < n; i++) lines += csv[i] == '\n';
     ck_assert_uint_eq(lines, 2 + n_cfg);   /* header, fp16, one row per config */
     free(csv);
     snprintf(path, sizeof path, "%s/ablation.md", dir);
-    char *md = slurp(path, &n);
+    char *md = kvq_test_slurp(path, &n);
     ck_assert(strstr(md, "| + Q-Norm |") && strstr(md, "![delta perplexity vs fp16](ablation.svg)"));
     free(md);
     snprintf(path, sizeof path, "%s/ablation.svg", dir);
-    char *svg = slurp(path, &n);
+    char *svg = kvq_test_slurp(path, &n);
     ck_assert(strncmp(svg, "<svg ", 5) == 0);
     free(svg);
     kvq_ablate_report_free(&r1);

@@ -31,20 +31,6 @@ typedef struct ppl_fixture {
 
 static ppl_fixture F;
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "open %s", path);
-    ck_assert(fseek(f, 0, SEEK_END) == 0);
-    long size = ftell(f);
-    ck_assert(size >= 0 && fseek(f, 0, SEEK_SET) == 0);
-    char *buf = malloc((size_t)size + 1);
-    ck_assert(buf && fread(buf, 1, (size_t)size, f) == (size_t)size);
-    buf[size] = 0;
-    fclose(f);
-    *n = (size_t)size;
-    return buf;
-}
-
 static void fixture_open(void) {
     ppl_fixture *f = &F;
     memset(f, 0, sizeof *f);
@@ -64,7 +50,7 @@ static void fixture_open(void) {
     kvq_tokenizer *tok = NULL;
     ck_assert_msg(kvq_tokenizer_load_for_model(paths[2], &tok, why, sizeof why) == KVQ_OK, "%s", why);
     size_t len;
-    char *text = slurp(paths[1], &len);
+    char *text = kvq_test_slurp(paths[1], &len);
     ck_assert_msg(kvq_tokenize(tok, text, len, kvq_tokenizer_adds_bos(tok), &f->ids, &f->n_ids, why,
                                sizeof why) == KVQ_OK, "%s", why);
     free(text);
@@ -165,7 +151,7 @@ START_TEST(test_command) {
              model, text, out);
     ck_assert_int_eq(run_kvq(args), 0);
     size_t n;
-    char *doc = slurp(out, &n);
+    char *doc = kvq_test_slurp(out, &n);
     kvq_json *j = NULL;
     ck_assert_msg(kvq_json_parse(doc, n, &j, why, sizeof why) == KVQ_OK, "ppl --json: %s", why);
     double ppl, nll;
@@ -206,7 +192,7 @@ START_TEST(test_full_files) {
     ck_assert_msg(kvq_tokenizer_load_for_model(F.model.path, &tok, why, sizeof why) == KVQ_OK, "%s", why);
     size_t len, n_ptb;
     int32_t *ptb;
-    char *text = slurp(ptb_path, &len);
+    char *text = kvq_test_slurp(ptb_path, &len);
     ck_assert(kvq_tokenize(tok, text, len, kvq_tokenizer_adds_bos(tok), &ptb, &n_ptb, why, sizeof why) == KVQ_OK);
     free(text);
     kvq_tokenizer_free(tok);

@@ -31,21 +31,6 @@
 #include "kvq_test.h"
 #include "tokenizer.h"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert(fseek(f, 0, SEEK_END) == 0);
-    long n = ftell(f);
-    ck_assert(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
-    char *b = malloc((size_t)n + 1);
-    ck_assert(b != NULL);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    b[n] = 0;
-    *len = (size_t)n;
-    return b;
-}
-
 static uint64_t fnv1a_ids(const int32_t *ids, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++)
@@ -75,7 +60,7 @@ static void check_file(const kvq_tokenizer *t, const char *text_rel, size_t max_
     const char *p = kvq_test_shared(text_rel);
     if (!p) { fprintf(stderr, "SKIP: %s not found\n", text_rel); return; }
     size_t len, n;
-    char *text = slurp(p, &len);
+    char *text = kvq_test_slurp(p, &len);
     if (max_lines) {
         size_t i = 0, lines = 0;
         while (i < len && lines < max_lines) if (text[i++] == '\n') lines++;
@@ -126,7 +111,7 @@ START_TEST(test_tiny_reference_ids) {
     SKIP_NO(tiny, "models/kvq-tiny-15m");
     size_t nref, len, n;
     int32_t *ref = read_h5_ids(h5, &nref);
-    char *text = slurp(kvq_test_shared("data/text/wiki.test.raw"), &len);
+    char *text = kvq_test_slurp(kvq_test_shared("data/text/wiki.test.raw"), &len);
     /* 2000 bytes hold more than 128 tokens; the cut only touches tokens past the ones compared */
     int32_t *ids = encode(tiny, text, 2000, &n);
     ck_assert_uint_eq(nref, 128);
@@ -226,8 +211,8 @@ static void check_llama_vectors(const kvq_tokenizer *t, const char *what) {
     const char *pi = kvq_test_shared("models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf.inp");
     char *inp, *out;
     size_t il, ol, tested = 0;
-    inp = slurp(pi, &il);
-    out = slurp(kvq_test_shared("models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf.out"), &ol);
+    inp = kvq_test_slurp(pi, &il);
+    out = kvq_test_slurp(kvq_test_shared("models/tokenizers/llama2-spm/ggml-vocab-llama-spm.gguf.out"), &ol);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     char *text = inp, *line = out;
     for (;;) {
@@ -471,7 +456,7 @@ static void gg_arr(FILE *f, const char *key, uint32_t elem, uint64_t n) {
  * merges} holding exactly the vocabulary and merges of the tokenizer.json at json_path. */
 static void write_gpt2_gguf(const char *json_path, const kvq_tokenizer *t, const char *out) {
     size_t len;
-    char *text = slurp(json_path, &len), why[256];
+    char *text = kvq_test_slurp(json_path, &len), why[256];
     kvq_json *root = NULL;
     ck_assert_msg(kvq_json_parse(text, len, &root, why, sizeof why) == KVQ_OK, "%s", why);
     const kvq_json *merges = kvq_json_get(kvq_json_get(root, "model"), "merges");
@@ -602,7 +587,7 @@ START_TEST(test_malformed_bin) {
     const char *p = kvq_test_shared("models/stories260K/tok512.bin");
     SKIP_NO(p, "models/stories260K/tok512.bin");
     size_t len;
-    char *buf = slurp(p, &len);
+    char *buf = kvq_test_slurp(p, &len);
     char path[600], why[256];
     snprintf(path, sizeof path, "%s/cut.bin", kvq_test_tmpdir());
     /* every cut inside the first records and a few later ones: a clear error, except at a record

@@ -37,21 +37,6 @@
     pat "\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "          \
     "\"add_prefix_space\": " aps ", \"trim_offsets\": true, \"use_regex\": " regex "}]}"
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert(fseek(f, 0, SEEK_END) == 0);
-    long n = ftell(f);
-    ck_assert(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
-    char *b = malloc((size_t)n + 1);
-    ck_assert(b != NULL);
-    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    b[n] = 0;
-    *len = (size_t)n;
-    return b;
-}
-
 /* s with its one occurrence of `from` replaced by `to` (malloc'ed; s is freed). */
 static char *replace_once(char *s, const char *from, const char *to) {
     char *at = strstr(s, from);
@@ -74,7 +59,7 @@ static void setup(void) {
         "\"add_prefix_space\": false,\n    \"trim_offsets\": true,\n    \"use_regex\": true\n  }";
     for (int k = 0; k < N_TOK; k++) {
         size_t len;
-        char *j = slurp(TINY_JSON, &len), why[256] = "";
+        char *j = kvq_test_slurp(TINY_JSON, &len), why[256] = "";
         j = replace_once(j, old_pretok, k == LLAMA3 ? "\"pre_tokenizer\": " SEQ(PAT_LLAMA3, "false", "false")
                          : k == QWEN2 ? "\"pre_tokenizer\": " SEQ(PAT_QWEN2, "false", "false")
                                       : "\"pre_tokenizer\": " SEQ(PAT_LLAMA3, "true", "false"));
@@ -202,7 +187,7 @@ static void check_file(int k, const char *rel, size_t want_n, uint64_t want_hash
     if (!p) { fprintf(stderr, "SKIP: %s not found in shared folder\n", rel); return; }
     size_t len, n = 0;
     uint64_t h = FNV_INIT;
-    char *text = slurp(p, &len);
+    char *text = kvq_test_slurp(p, &len);
     int jsonl = strstr(rel, ".jsonl") != NULL;
     for (char *line = text; line < text + len;) {
         char *end = jsonl ? memchr(line, '\n', (size_t)(text + len - line)) : NULL;

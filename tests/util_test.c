@@ -49,3 +49,28 @@ const char *kvq_test_tmpdir(void) {
     if (!mkdtemp(dir)) { perror("mkdtemp"); abort(); }
     return dir;
 }
+
+char *kvq_test_slurp(const char *path, size_t *len) {
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    ck_assert_msg(f != NULL, "cannot open %s", path ? path : "(null)");
+    ck_assert(fseek(f, 0, SEEK_END) == 0);
+    long n = ftell(f);
+    ck_assert(n >= 0 && fseek(f, 0, SEEK_SET) == 0);
+    char *b = malloc((size_t)n + 1);
+    ck_assert(b != NULL);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    b[n] = 0;
+    *len = (size_t)n;
+    return b;
+}
+
+int kvq_test_files_equal(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int eq = fa && fb, c = 0;
+    while (eq && (c = getc(fa)) != EOF) eq = getc(fb) == c;
+    if (eq) eq = getc(fb) == EOF;
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return eq;
+}

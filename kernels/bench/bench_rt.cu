@@ -15,23 +15,8 @@
 #include <cuda_fp16.h>
 #include "kvq_rt.h"
 #include "rt_ref.h"
+#include "rt_check.h"
 
-#define CU(call)                                                                                        \
-    do {                                                                                                \
-        cudaError_t e_ = (call);                                                                        \
-        if (e_ != cudaSuccess) {                                                                        \
-            fprintf(stderr, "FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(2);                                                                                    \
-        }                                                                                               \
-    } while (0)
-#define OKST(call)                                                                                          \
-    do {                                                                                                    \
-        kvq_status s_ = (call);                                                                             \
-        if (s_ != KVQ_OK) {                                                                                 \
-            fprintf(stderr, "FATAL %s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, kvq_status_name(s_), why); \
-            exit(2);                                                                                        \
-        }                                                                                                   \
-    } while (0)
 
 static char why[256];
 static FILE *csv;

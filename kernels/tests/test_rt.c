@@ -15,6 +15,7 @@
 #include "kvq_rt.h"
 #include "quant.h"
 #include "rt_ref.h"
+#include "rt_check.h"
 
 static int g_fail = 0;
 #define CHECK(cond, ...)                                                       \
@@ -25,22 +26,6 @@ static int g_fail = 0;
             fputc('\n', stderr);                                               \
             g_fail++;                                                          \
         }                                                                      \
-    } while (0)
-#define CU(call)                                                                                        \
-    do {                                                                                                \
-        cudaError_t e_ = (call);                                                                        \
-        if (e_ != cudaSuccess) {                                                                        \
-            fprintf(stderr, "FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(2);                                                                                    \
-        }                                                                                               \
-    } while (0)
-#define OKST(call)                                                                                   \
-    do {                                                                                             \
-        kvq_status s_ = (call);                                                                      \
-        if (s_ != KVQ_OK) {                                                                          \
-            fprintf(stderr, "FATAL %s:%d: %s: %s: %s\n", __FILE__, __LINE__, #call, kvq_status_name(s_), why); \
-            exit(2);                                                                                 \
-        }                                                                                            \
     } while (0)
 
 enum { MAXB = 8 };
