@@ -37,29 +37,6 @@ __device__ static inline const uint32_t *kvq_words(const kvq_rt_geom &g, const k
     return (const uint32_t *)(page + off) + ((size_t)kvh * g.page_tokens + slot) * wph;
 }
 
-/* Exclusive prefix, in chunk order, of the outlier counts of tokens x = 0..n-1 of the chunk
- * (ofs[x] = start | count << 16, recorded by pass 1; tokens before n0 are sinks: none) into pre[];
- * returns the total. Thread t owns tokens t*per .. t*per+per-1. */
-__device__ static uint32_t kvq_chunk_scan(const uint32_t *ofs, uint32_t *pre, uint32_t n0, uint32_t n, float *red_u) {
-    uint32_t *wsum = (uint32_t *)red_u;
-    const uint32_t per = (n + blockDim.x - 1) / blockDim.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    uint32_t x0 = threadIdx.x * per, mine = 0;
-    for (uint32_t x = x0; x < x0 + per && x < n; x++) mine += x >= n0 ? ofs[x] >> 16 : 0;
-    uint32_t inc = mine;
-    for (int o = 1; o < 32; o <<= 1) {
-        uint32_t y = __shfl_up_sync(0xffffffffu, inc, o);
-        if (lane >= (uint32_t)o) inc += y;
-    }
-    if (lane == 31) wsum[warp] = inc;
-    __syncthreads();
-    uint32_t before = 0, total = 0;
-    for (uint32_t w = 0; w < blockDim.x / 32; w++) { if (w < warp) before += wsum[w]; total += wsum[w]; }
-    uint32_t run = before + inc - mine;
-    for (uint32_t x = x0; x < x0 + per && x < n; x++) { pre[x] = run; run += x >= n0 ? ofs[x] >> 16 : 0; }
-    __syncthreads();
-    return total;
-}
-
 /* Last chunk index x with pre[x] <= j (the token holding flat outlier j). */
 __device__ static inline uint32_t kvq_find_token(const uint32_t *pre, uint32_t n, uint32_t j) {
     uint32_t lo = 0, hi = n;          /* answer in [lo, hi) */

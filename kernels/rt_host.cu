@@ -207,6 +207,7 @@ kvq_status kvq_rt_open(kvq_rt **out, const kvq_codebook *cb, const kvq_rt_dims *
         rt->layers[l].kz = rt->d_kzr + (size_t)l * 2 * kv_dim;
         rt->layers[l].kr = rt->layers[l].kz + kv_dim;
     }
+    if ((st = kvq_attn_key_levels(rt, why, why_len)) != KVQ_OK) { kvq_rt_close(rt); return st; }
     rope_freqs(&cb->model, d->head_dim, rt->inv_freq);
     if ((st = make_rot_table(rt, why, why_len)) != KVQ_OK) { kvq_rt_close(rt); return st; }
     *out = rt;
@@ -222,6 +223,7 @@ kvq_status kvq_rt_rope_freqs(const kvq_rt *rt, float *inv_freq) {
 void kvq_rt_close(kvq_rt *rt) {
     if (!rt) return;
     if (rt->d_kzr) cudaFree(rt->d_kzr);
+    if (rt->d_klev) cudaFree(rt->d_klev);
     if (rt->d_rot) cudaFree(rt->d_rot);
     free(rt->layers);
     free(rt);

@@ -35,6 +35,8 @@ typedef struct kvq_rt_layer {
     float lut_k[KVQ_RT_MAX_L], mid_k[KVQ_RT_MAX_L];   /* Q-Norm folded in; mid[i] < mid[i+1] */
     float lut_v[KVQ_RT_MAX_L], mid_v[KVQ_RT_MAX_L];
     const float *kz, *kr;        /* (kv_dim) device: key zero point / half-range per channel */
+    const float *klev;           /* (n_kv_heads, 2, n_levels, head_dim/2) device: key level v of channel
+                                    h*D + y*D/2 + j = fmaf(lut_k[v], kr, kz) (rt_attention.cu) */
     uint32_t k_m, k_cap;         /* key outlier cap m per side per token; capacity 2m (0: none) */
     int k_outliers;              /* key outliers enabled (outlier_fraction > 0) */
     uint32_t v_m, v_cap;         /* value outliers per side per group; capacity 2m * groups */
@@ -47,11 +49,16 @@ typedef struct kvq_rt_layer {
 /* Section offsets of one page of P tokens into L (docs/runtime.md "Packed layout"). */
 void kvq_rt_layout_page(kvq_rt_layer *L, const kvq_rt_dims *d, uint32_t P);
 
+struct kvq_rt;
+/* Build every layer's klev table on the device (rt_attention.cu; kz, kr already set). */
+kvq_status kvq_attn_key_levels(struct kvq_rt *rt, char *why, size_t why_len);
+
 struct kvq_rt {
     kvq_rt_dims dims;
     uint32_t n_sink;
     kvq_rt_layer *layers;        /* (n_layers) host copies; kz/kr point to device arrays */
     float *d_kzr;                /* (n_layers, 2, kv_dim) device storage of kz, kr */
+    float *d_klev;               /* (n_layers, kv_dim, n_levels) device storage of the layers' klev */
     float inv_freq[64];          /* (head_dim/2) RoPE inverse frequencies, scaling applied */
     float2 *d_rot;               /* (KVQ_RT_ROT_N, head_dim/2) device: cos, sin of o * inv_freq[i] (angle in double) */
 };
@@ -105,18 +112,28 @@ static inline kvq_rt_geom kvq_rt_geom_of(const kvq_rt_cache *c, uint32_t layer) 
 /* ---- packed layout helpers (host and device) ---------------------------------------------- */
 /* Words of one token-head's codes: head_dim * bits / 32. Segment s (of head_dim/32) holds codes
  * k = 0..31 in `bits` consecutive words, code k at bits [k*bits, k*bits+bits) of the segment's
- * little-endian bit string. The codes of a RoPE pair (i, i + head_dim/2) are neighbours: code k of
- * segment s is channel 16*s + k/2, plus head_dim/2 when k is odd (kvq_rt_seg_channel). So the
- * token-head's bit string is head_dim/2 fields of 2*bits bits, field i = code(i) | code(i+D/2) << bits. */
+ * little-endian bit string. The codes of a RoPE pair (j, j + head_dim/2) are neighbours: the
+ * token-head's bit string is head_dim/2 fields of 2*bits bits, field f = code(j) | code(j+D/2) << bits
+ * (f = 16*s + k/2; code k is channel j, plus D/2 when k is odd). Field f holds pair
+ * j = (f % PP) * 8 + f / PP with PP = head_dim/16: the attention kernel's lane m (of 8 per token) reads
+ * the PP consecutive fields m*PP .. m*PP+PP-1, which hold pairs m, m+8, m+16, ...: the 8 lanes of a
+ * token, and the 4 tokens of a warp (through skewed table copies), hit distinct shared-memory banks. */
+__host__ __device__ static inline uint32_t kvq_rt_field_pair(uint32_t f, uint32_t hd) {
+    uint32_t pp = hd / 16;
+    return (f % pp) * 8 + f / pp;
+}
+__host__ __device__ static inline uint32_t kvq_rt_pair_field(uint32_t j, uint32_t hd) {
+    return (j % 8) * (hd / 16) + j / 8;
+}
 __host__ __device__ static inline uint32_t kvq_rt_seg_channel(uint32_t k, uint32_t s, uint32_t hd) {
-    return 16 * s + k / 2 + (k & 1) * (hd / 2);
+    return kvq_rt_field_pair(16 * s + k / 2, hd) + (k & 1) * (hd / 2);
 }
 /* Inverse: segment and code index of channel i (0 <= i < head_dim). */
 __host__ __device__ static inline void kvq_rt_channel_seg(uint32_t i, uint32_t hd, uint32_t *s,
                                                           uint32_t *k) {
-    uint32_t half = hd / 2, j = i < half ? i : i - half;
-    *s = j / 16;
-    *k = 2 * (j % 16) + (i < half ? 0 : 1);
+    uint32_t half = hd / 2, f = kvq_rt_pair_field(i < half ? i : i - half, hd);
+    *s = f / 16;
+    *k = 2 * (f % 16) + (i < half ? 0 : 1);
 }
 /* Code of channel i from the words of one token-head (bits b). */
 __host__ __device__ static inline uint32_t kvq_rt_get_code(const uint32_t *w, uint32_t i,

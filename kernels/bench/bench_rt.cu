@@ -335,6 +335,9 @@ static void bench_1m(void) {
 
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : "all";   /* all | attn | append | 1m */
+    /* attn only: optional filters [shape [bits [batch]]], e.g. `bench_rt attn llama2-7b 3 1` */
+    const char *f_shape = argc > 2 ? argv[2] : NULL;
+    uint32_t f_bits = argc > 3 ? (uint32_t)atoi(argv[3]) : 0, f_batch = argc > 4 ? (uint32_t)atoi(argv[4]) : 0;
     int dev;
     cudaDeviceProp p;
     CU(cudaGetDevice(&dev));
@@ -355,8 +358,11 @@ int main(int argc, char **argv) {
     if (!strcmp(only, "all") || !strcmp(only, "attn"))
         for (const shape &s : shapes)
             for (uint32_t B : {1u, 8u}) {
-                for (uint32_t bits : {4u, 3u, 2u}) bench_packed(s, bits, B);
-                for (uint32_t T : LENS) bench_fp16(s, B, T);
+                if ((f_shape && strcmp(f_shape, s.name)) || (f_batch && f_batch != B)) continue;
+                for (uint32_t bits : {4u, 3u, 2u})
+                    if (!f_bits || f_bits == bits) bench_packed(s, bits, B);
+                if (!f_bits)
+                    for (uint32_t T : LENS) bench_fp16(s, B, T);
             }
     if (!strcmp(only, "all") || !strcmp(only, "append"))
         for (const shape &s : shapes) bench_append(s);
